@@ -1,0 +1,258 @@
+"""Types shared by both kinds: the model base, conditions, storage URIs, pod knobs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
+
+GROUP = "gantry.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes' DNS-1123 label and subdomain rules (names of claims, secrets, jobs).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+STORAGE_URI_PATTERN = (
+    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$"
+)
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; the models enforce the same rule in Python."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: dict[str, str]) -> JsonDict:
+    return {"x-kubernetes-validations": [dict(r) for r in rules]}
+
+
+class ApiModel(BaseModel):
+    """Base of every spec/status type: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+
+class OpenObject(BaseModel):
+    """A Kubernetes type we pass through unchanged (volumes, valueFrom, …).
+
+    The API server validates these when it receives the pods we build, so repeating the
+    whole core/v1 schema here would only drift from it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- conditions -------------------------------------------------------------------
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition (metav1.Condition)."""
+
+    type: str = Field(description="Type of condition in CamelCase, e.g. Ready.", max_length=316)
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        default="",
+        description="Machine-readable CamelCase reason for the last transition.",
+        max_length=1024,
+    )
+    message: str = Field(
+        default="", description="Human-readable details of the last transition.", max_length=32768
+    )
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this condition was set for."
+    )
+
+
+# --- storage URIs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """A parsed storage URI: `pvc://claim/path` or `s3://bucket/path`."""
+
+    scheme: str
+    name: str  # claim or bucket
+    path: str  # without leading slash; may be empty
+
+    @property
+    def uri(self) -> str:
+        return f"{self.scheme}://{self.name}/{self.path}".rstrip("/")
+
+
+_CLAIM = re.compile(DNS_LABEL)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def parse_storage_uri(uri: str) -> StorageLocation:
+    """Parse a storage URI, raising ValueError with a message a user can act on."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        raise ValueError(f"'{uri}' is not a storage URI: use pvc://claim/path or s3://bucket/path")
+    if scheme not in ("pvc", "s3"):
+        raise ValueError(
+            f"unsupported storage URI scheme '{scheme}' in '{uri}': "
+            "use pvc://claim/path or s3://bucket/path"
+        )
+    name, _, path = rest.partition("/")
+    if scheme == "pvc" and not _CLAIM.match(name):
+        raise ValueError(
+            f"'{name}' in '{uri}' is not a valid PersistentVolumeClaim name "
+            "(lowercase letters, digits and '-', starting and ending with a letter or digit)"
+        )
+    if scheme == "s3" and not _BUCKET.match(name):
+        raise ValueError(f"'{name}' in '{uri}' is not a valid S3 bucket name")
+    if ".." in path.split("/"):
+        raise ValueError(f"'{uri}' must not contain '..' path segments")
+    return StorageLocation(scheme=scheme, name=name, path=path.strip("/"))
+
+
+def _check_storage_uri(value: str) -> str:
+    parse_storage_uri(value)
+    return value
+
+
+StorageUri = Annotated[
+    str,
+    Field(
+        max_length=2048,
+        # The pattern is published in the CRD only: in Python the validator below gives a
+        # message that says what is wrong instead of printing the regular expression.
+        json_schema_extra={
+            "pattern": STORAGE_URI_PATTERN,
+            **validations(
+                cel(
+                    "self.startsWith('pvc://') || self.startsWith('s3://')",
+                    "storageUri must be pvc://claim/path or s3://bucket/path",
+                )
+            ),
+        },
+    ),
+    AfterValidator(_check_storage_uri),
+]
+
+
+# --- pod knobs shared by both kinds -------------------------------------------------
+
+Quantity = Annotated[
+    int | str,
+    Field(
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="A Kubernetes quantity such as 4, 500m or 16Gi.",
+    ),
+]
+QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$")
+
+
+def check_quantities(resources: dict[str, dict[str, int | str]]) -> None:
+    for kind, amounts in resources.items():
+        for name, amount in amounts.items():
+            if isinstance(amount, str) and not QUANTITY_RE.match(amount):
+                raise ValueError(f"{kind}.{name}: '{amount}' is not a Kubernetes quantity")
+            if name == "nvidia.com/gpu" and not (
+                (isinstance(amount, int) and amount >= 0) or str(amount).isdigit()
+            ):
+                raise ValueError(f"{kind}.nvidia.com/gpu must be a whole number of GPUs")
+
+
+class EnvVar(ApiModel):
+    """A container environment variable (core/v1 EnvVar)."""
+
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: OpenObject | None = Field(
+        default=None,
+        description="Source for the value (secretKeyRef, configMapKeyRef, fieldRef, …).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+_WHOLE_GPUS = "!('nvidia.com/gpu' in self) || string(self['nvidia.com/gpu']).matches('^[0-9]+$')"
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources per pod (core/v1 ResourceRequirements)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.requests) || " + _WHOLE_GPUS.replace("self", "self.requests"),
+                "requests.nvidia.com/gpu must be a whole number of GPUs",
+            ),
+            cel(
+                "!has(self.limits) || " + _WHOLE_GPUS.replace("self", "self.limits"),
+                "limits.nvidia.com/gpu must be a whole number of GPUs",
+            ),
+        )
+    }
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: '4', memory: 16Gi}."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {nvidia.com/gpu: 1}."
+    )
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: str | None = Field(
+        default=None,
+        description="Exists or Equal (default Equal).",
+        json_schema_extra={"enum": ["Exists", "Equal"]},
+    )
+    value: str | None = Field(default=None, description="Taint value to match with Equal.")
+    effect: str | None = Field(
+        default=None,
+        description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all.",
+        json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class Volume(OpenObject):
+    """A pod volume (core/v1 Volume), passed to the worker pods unchanged."""
+
+    name: str = Field(description="Volume name, referenced by volumeMounts.")
+
+
+class VolumeMount(ApiModel):
+    """Where a volume appears in the container (core/v1 VolumeMount)."""
+
+    name: str = Field(min_length=1, description="Name of a volume in spec.volumes.")
+    mount_path: str = Field(min_length=1, description="Absolute path inside the container.")
+    sub_path: str | None = Field(default=None, description="Path within the volume.")
+    read_only: bool | None = Field(default=None, description="Mount read-only.")
+
+
+class LocalObjectReference(ApiModel):
+    """Reference to an object in the same namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="Name of the object.")

@@ -1,0 +1,158 @@
+"""Operator configuration: everything that differs between clusters, in one typed model.
+
+Reconcilers never branch on "dev cluster or not": the differences (which Triton image,
+which Triton backends exist in it, default resources, GPU presence, storage) are values
+here. Sources, later ones winning:
+
+1. defaults below (a real GPU cluster with the NGC images);
+2. a YAML file named by `GANTRY_CONFIG` (the Helm chart mounts a ConfigMap there);
+3. environment variables `GANTRY_<FIELD>` in upper snake case, e.g.
+   `GANTRY_TRITON_IMAGE`, `GANTRY_SCRAPE_INTERVAL_SECONDS=2`,
+   `GANTRY_WATCH_NAMESPACES=ml,team-a`, `GANTRY_TRITON_BACKENDS=python`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+
+class TritonBackend(StrEnum):
+    TENSORRT = "tensorrt_plan"
+    ONNXRUNTIME = "onnxruntime_onnx"
+    PYTHON = "python"
+
+
+class PodResources(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
+class OperatorConfig(BaseModel):
+    """How this operator builds children on this cluster."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    triton_image: str = Field(
+        default="nvcr.io/nvidia/tritonserver:24.08-py3",
+        description="Image of Triton pods when an InferenceService names none.",
+    )
+    triton_backends: tuple[TritonBackend, ...] = Field(
+        default=(TritonBackend.TENSORRT, TritonBackend.ONNXRUNTIME, TritonBackend.PYTHON),
+        description="Backends present in the Triton image; the dev cluster has only python.",
+    )
+    tensorrt_version: str = Field(
+        default="10.3.0",
+        description="TensorRT version inside the Triton image (24.08 ships 10.3): engines are "
+        "built with the same version, and it is part of the engine cache key.",
+    )
+    trainer_image: str = Field(
+        default="ghcr.io/gantry-dev/gantry-trainer:0.1.0",
+        description="Image of training workers when a TrainingJob names none.",
+    )
+    optimizer_image: str = Field(
+        default="ghcr.io/gantry-dev/gantry-optimizer:0.1.0",
+        description="Image of optimize Jobs (TensorRT matching the Triton image) and of the "
+        "model-fetching init containers.",
+    )
+    python: str = Field(
+        default="python",
+        description="Interpreter inside the trainer and optimizer images.",
+    )
+    watch_namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces to watch; empty = the whole cluster."
+    )
+    scrape_interval_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="How often Triton metrics are scraped."
+    )
+    engine_cache_claim: str | None = Field(
+        default=None,
+        description="PVC holding the engine cache and Triton model repositories; without it "
+        "each InferenceService gets an emptyDir-free claim of its own (see docs).",
+    )
+    model_repository_claim: str | None = Field(
+        default=None, description="PVC for model repositories (defaults to engineCacheClaim)."
+    )
+    pvc_mount_root: str = Field(
+        default="/mnt/pvc", description="Where storage-URI claims are mounted inside pods."
+    )
+    training_resources: PodResources = Field(
+        default_factory=lambda: PodResources(requests={"cpu": "1", "memory": "2Gi"}),
+        description="Worker resources when a TrainingJob names none.",
+    )
+    triton_resources: PodResources = Field(
+        default_factory=lambda: PodResources(requests={"cpu": "1", "memory": "2Gi"}),
+        description="Triton pod resources when an InferenceService names none.",
+    )
+    optimizer_resources: PodResources = Field(
+        default_factory=lambda: PodResources(requests={"cpu": "1", "memory": "2Gi"}),
+        description="Optimize Job resources (GPU limits follow the InferenceService).",
+    )
+    run_as_user: int = Field(default=1000, ge=1, description="UID of every pod Gantry creates.")
+    master_port_range: tuple[int, int] = Field(
+        default=(29500, 29999),
+        description="torchrun master ports are derived from the job's uid within this range, "
+        "so two jobs never collide on a node that shares one network (the dev cluster).",
+    )
+
+    @field_validator("triton_backends", "watch_namespaces", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+
+class ConfigError(ValueError):
+    """The operator configuration is invalid; the message names the source and field."""
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, field in OperatorConfig.model_fields.items():
+        raw = env.get(f"GANTRY_{name.upper()}")
+        if raw is None:
+            continue
+        key = field.alias or name  # the file uses the camelCase aliases; env must override them
+        if field.annotation in (str, str | None) or name in ("triton_backends", "watch_namespaces"):
+            overrides[key] = raw
+        else:
+            try:
+                overrides[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                overrides[key] = raw
+    return overrides
+
+
+def load_config(env: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Build the configuration from the defaults, `$GANTRY_CONFIG` and `GANTRY_*` variables."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    source = "defaults"
+    path = env.get("GANTRY_CONFIG")
+    if path:
+        source = path
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read operator configuration {path}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"operator configuration {path} must be a mapping")
+        data.update(loaded)
+    data.update(_env_overrides(env))
+    try:
+        return OperatorConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid operator configuration ({source} + GANTRY_*): {err}") from err
