@@ -13,13 +13,17 @@ DL="$DEST/downloads"
 mkdir -p "$DL"
 pipq() { "$PY" -m pip "$@" 2>&1 | grep -v '^WARNING: Location' || true; }
 
-if [ ! -x "$DEST/triton/bin/tritonserver" ]; then
+if [ ! -x "$DEST/triton/bin/tritonserver" ] || [ ! -d "$DEST/triton/lib" ]; then
     echo "installing tritonserver (nvidia-pytriton 0.7.0 wheel)"
     pipq download -q --no-deps nvidia-pytriton==0.7.0 -d "$DL"
     rm -rf "$DEST/pytriton-unpacked"
     "$PY" -m zipfile -e "$DL"/nvidia_pytriton-0.7.0-*.whl "$DEST/pytriton-unpacked"
     rm -rf "$DEST/triton"
     mv "$DEST/pytriton-unpacked/pytriton/tritonserver" "$DEST/triton"
+    # tritonserver's own shared libraries (libtritonserver, CUDA runtime stubs, …) ship
+    # beside the package; its RPATH looks for them in triton/lib.
+    mkdir -p "$DEST/triton/lib"
+    cp -a "$DEST/pytriton-unpacked/nvidia_pytriton.libs/." "$DEST/triton/lib/"
     rm -rf "$DEST/pytriton-unpacked"
     chmod +x "$DEST/triton/bin/tritonserver" "$DEST/triton/python_backend_stubs/3.11/triton_python_backend_stub"
     cp "$DEST/triton/python_backend_stubs/3.11/triton_python_backend_stub" "$DEST/triton/backends/python/"

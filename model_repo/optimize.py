@@ -1,0 +1,131 @@
+"""`python -m model_repo.optimize`: turn an exported model into a Triton model repository.
+
+Run by the operator's optimize Job. The JSON report goes to stdout and to `--report`
+(the operator passes the Kubernetes termination-message path, which keeps 4 KB); on a
+user-facing failure the report is `{"error": ..., "reason": ...}` and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from model_repo.accuracy import PRECISIONS, Thresholds
+from model_repo.errors import ModelError
+from model_repo.pipeline import GateFailure, OptimizeRequest, run
+from model_repo.storage import DEFAULT_PVC_ROOT
+from model_repo.triton_config import BACKENDS, Backend, DynamicBatching
+
+REPORT_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model_repo.optimize", description=__doc__)
+    p.add_argument(
+        "--model-dir",
+        required=True,
+        help="exported model: a directory, pvc://claim/path or s3://bucket/path",
+    )
+    p.add_argument("--repository", required=True, type=Path, help="Triton model repository")
+    p.add_argument("--name", help="model name in the repository (default: metadata name)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--max-batch-size", type=_positive_int, default=1)
+    p.add_argument("--backend", choices=BACKENDS, required=True)
+    p.add_argument("--cache-dir", required=True, type=Path, help="engine cache directory")
+    p.add_argument("--max-abs-diff", type=float, default=Thresholds.max_abs_diff)
+    p.add_argument("--min-top1-agreement", type=float, default=Thresholds.min_top1_agreement)
+    p.add_argument("--samples", type=_positive_int, default=Thresholds.samples)
+    p.add_argument(
+        "--dynamic-batching-json",
+        help='e.g. {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500}',
+    )
+    p.add_argument("--instances", type=_positive_int, default=1)
+    p.add_argument("--kind", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument(
+        "--intra-op-threads",
+        type=_positive_int,
+        default=1,
+        help="onnxruntime threads per instance (python backend; default 1)",
+    )
+    p.add_argument("--warmup", action="store_true", help="add a zero-filled warm-up sample")
+    p.add_argument("--pvc-root", type=Path, default=DEFAULT_PVC_ROOT)
+    p.add_argument("--report", type=Path, help="also write the report here")
+    return p
+
+
+def request_from_args(args: argparse.Namespace) -> OptimizeRequest:
+    dynamic = None
+    if args.dynamic_batching_json:
+        try:
+            raw = json.loads(args.dynamic_batching_json)
+        except json.JSONDecodeError as err:
+            raise ModelError(f"--dynamic-batching-json is not JSON: {err}", "Unsupported") from err
+        dynamic = DynamicBatching.from_json(raw)
+    return OptimizeRequest(
+        model=args.model_dir,
+        repository=args.repository,
+        cache_dir=args.cache_dir,
+        backend=cast(Backend, args.backend),
+        name=args.name,
+        precision=args.precision,
+        max_batch_size=args.max_batch_size,
+        thresholds=Thresholds(args.max_abs_diff, args.min_top1_agreement, args.samples),
+        dynamic_batching=dynamic,
+        instances=args.instances,
+        kind=args.kind,
+        warmup=args.warmup,
+        intra_op_threads=args.intra_op_threads,
+        pvc_root=args.pvc_root,
+    )
+
+
+def compact(report: dict[str, Any]) -> str:
+    """One JSON line under the termination-message limit (details dropped first)."""
+    text = json.dumps(report, separators=(",", ":"), ensure_ascii=False)
+    for dropped in ("durationsSeconds", "accuracy", "samples"):
+        if len(text.encode()) <= REPORT_LIMIT:
+            break
+        report = {k: v for k, v in report.items() if k != dropped}
+        text = json.dumps(report, separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) > REPORT_LIMIT and "reason" in report:
+        report = {**report, "reason": str(report["reason"])[:1000]}
+        text = json.dumps(report, separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code = 0
+    try:
+        report = run(request_from_args(args))
+    except GateFailure as err:
+        report, code = {"error": str(err), "reason": err.reason, "accuracy": err.accuracy}, 2
+    except ModelError as err:
+        report, code = {"error": str(err), "reason": err.reason}, 2
+    except OSError as err:  # e.g. the repository or cache volume is read-only or full
+        where = f" {err.filename}" if err.filename else ""
+        message = f"cannot write{where}: {err.strerror}"
+        report, code = {"error": message, "reason": "StorageError"}, 2
+    text = compact(report)
+    print(text)
+    if args.report:
+        try:
+            args.report.write_text(text)
+        except OSError as err:
+            print(f"cannot write the report to {args.report}: {err.strerror}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

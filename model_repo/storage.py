@@ -1,0 +1,131 @@
+"""Resolving a model storage URI to a local directory.
+
+`pvc://claim/path` is a PersistentVolumeClaim the pod mounts at `<pvc_root>/<claim>`;
+`s3://bucket/prefix` is downloaded with boto3. S3 credentials come only from the
+environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`,
+`AWS_REGION`), never from files or instance metadata, and are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from model_repo.errors import ModelError
+
+DEFAULT_PVC_ROOT = Path("/mnt/pvc")
+
+
+@dataclass(frozen=True)
+class StorageURI:
+    scheme: str  # "pvc" | "s3"
+    authority: str  # claim or bucket
+    path: str  # relative, "/"-separated, no ".."
+
+
+def parse_uri(uri: str) -> StorageURI:
+    """Pure: split and validate a storage URI."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("pvc", "s3"):
+        shown = parts.scheme or "(none)"
+        raise ModelError(
+            f"unsupported storage URI scheme '{shown}' in '{uri}': "
+            "use pvc://claim/path or s3://bucket/path",
+            "StorageError",
+        )
+    if not parts.netloc:
+        kind = "claim" if parts.scheme == "pvc" else "bucket"
+        raise ModelError(f"storage URI '{uri}' names no {kind}", "StorageError")
+    path = PurePosixPath(parts.path.lstrip("/"))
+    if ".." in path.parts:
+        raise ModelError(f"storage URI '{uri}' must not contain '..'", "StorageError")
+    text = "" if str(path) == "." else str(path)
+    return StorageURI(parts.scheme, parts.netloc, text)
+
+
+def pvc_path(uri: StorageURI, pvc_root: Path) -> Path:
+    """Where the claim's sub-path is mounted in this pod."""
+    path = pvc_root / uri.authority / uri.path
+    if not path.exists():
+        raise ModelError(
+            f"pvc://{uri.authority}/{uri.path} is not available at {path} "
+            f"(is claim '{uri.authority}' mounted under {pvc_root}?)",
+            "ModelNotFound",
+        )
+    return path
+
+
+def s3_client(env: Mapping[str, str] | None = None) -> Any:
+    """A boto3 S3 client configured from the environment only (unsigned without keys)."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    env = os.environ if env is None else env
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    session = boto3.session.Session(
+        aws_access_key_id=key or None,
+        aws_secret_access_key=secret or None,
+        region_name=env.get("AWS_REGION") or "us-east-1",
+    )
+    config = Config(retries={"max_attempts": 3}, signature_version=None if key else UNSIGNED)
+    return session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config)
+
+
+def download_s3(uri: StorageURI, dest: Path, client: Any) -> Path:
+    """Download every object under the prefix into `dest`, keeping relative paths."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    prefix = f"{uri.path.rstrip('/')}/" if uri.path else ""
+    shown = f"s3://{uri.authority}/{uri.path}"
+    count = 0
+    try:
+        paginator = client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=uri.authority, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                rel = PurePosixPath(obj["Key"][len(prefix) :])
+                if not rel.parts or ".." in rel.parts or obj["Key"].endswith("/"):
+                    continue
+                target = dest.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(uri.authority, obj["Key"], str(target))
+                count += 1
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "error")
+        raise ModelError(f"cannot read {shown}: S3 answered {code}", "StorageError") from err
+    except BotoCoreError as err:
+        raise ModelError(f"cannot read {shown}: {type(err).__name__}", "StorageError") from err
+    if count == 0:
+        raise ModelError(f"no objects under {shown}", "ModelNotFound")
+    return dest
+
+
+def resolve(
+    uri: str, work_dir: Path, pvc_root: Path = DEFAULT_PVC_ROOT, client: Any = None
+) -> Path:
+    """A local directory holding the model: the mount itself for pvc://, a download for s3://."""
+    parsed = parse_uri(uri)
+    if parsed.scheme == "pvc":
+        return pvc_path(parsed, pvc_root)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return download_s3(parsed, work_dir, client if client is not None else s3_client())
+
+
+def fetch(uri: str, dest: Path, pvc_root: Path = DEFAULT_PVC_ROOT, client: Any = None) -> int:
+    """Copy the model at `uri` into `dest` (init containers); returns the number of files."""
+    parsed = parse_uri(uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    if parsed.scheme == "pvc":
+        source = pvc_path(parsed, pvc_root)
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, dest / source.name)
+    else:
+        download_s3(parsed, dest, client if client is not None else s3_client())
+    return sum(1 for p in dest.rglob("*") if p.is_file())

@@ -1,0 +1,138 @@
+"""Storage URIs: pvc:// mounts, s3:// downloads (against a local moto S3 server)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_repo import fetch as fetch_cli
+from model_repo.errors import ModelError
+from model_repo.storage import StorageURI, fetch, parse_uri, resolve, s3_client
+
+SECRET = "moto-secret-key-do-not-log"
+
+
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("pvc://models/digits/v1", StorageURI("pvc", "models", "digits/v1")),
+        ("pvc://models", StorageURI("pvc", "models", "")),
+        ("s3://bucket/exports/digits/", StorageURI("s3", "bucket", "exports/digits")),
+    ],
+)
+def test_parse_uri(uri: str, parsed: StorageURI) -> None:
+    assert parse_uri(uri) == parsed
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "http://host/model",
+            "unsupported storage URI scheme 'http' in 'http://host/model': "
+            "use pvc://claim/path or s3://bucket/path",
+        ),
+        ("/just/a/path", "unsupported storage URI scheme '(none)'"),
+        ("pvc:///path", "names no claim"),
+        ("s3:///path", "names no bucket"),
+        ("pvc://claim/../etc", "must not contain '..'"),
+    ],
+)
+def test_bad_uris(uri: str, message: str) -> None:
+    with pytest.raises(ModelError) as err:
+        parse_uri(uri)
+    assert message in str(err.value)
+    assert err.value.reason == "StorageError"
+
+
+def test_pvc_resolves_to_the_mount(tmp_path: Path) -> None:
+    mounted = tmp_path / "pvc" / "models" / "digits"
+    mounted.mkdir(parents=True)
+    (mounted / "model.onnx").write_bytes(b"m")
+    assert resolve("pvc://models/digits", tmp_path / "work", pvc_root=tmp_path / "pvc") == mounted
+    with pytest.raises(ModelError, match="is claim 'other' mounted") as err:
+        resolve("pvc://other/digits", tmp_path / "work", pvc_root=tmp_path / "pvc")
+    assert err.value.reason == "ModelNotFound"
+    assert fetch("pvc://models/digits", tmp_path / "dest", pvc_root=tmp_path / "pvc") == 1
+    assert (tmp_path / "dest" / "model.onnx").read_bytes() == b"m"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    server_mod = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+    port = _free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_REGION": "us-east-1",
+        }
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_env: dict[str, str]) -> Any:
+    client = s3_client(s3_env)
+    client.create_bucket(Bucket="exports")
+    client.put_object(Bucket="exports", Key="digits/v1/model.onnx", Body=b"onnx-bytes")
+    client.put_object(Bucket="exports", Key="digits/v1/metadata.json", Body=b"{}")
+    client.put_object(Bucket="exports", Key="digits/v1/sub/calibration.npy", Body=b"npy")
+    client.put_object(Bucket="exports", Key="digits/v10/model.onnx", Body=b"other")
+    yield client
+    for obj in client.list_objects_v2(Bucket="exports").get("Contents", []):
+        client.delete_object(Bucket="exports", Key=obj["Key"])
+    client.delete_bucket(Bucket="exports")
+
+
+@pytest.mark.slow
+def test_s3_download_keeps_layout_and_prefix_boundaries(bucket: Any, tmp_path: Path) -> None:
+    local = resolve("s3://exports/digits/v1", tmp_path / "work", client=bucket)
+    files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    assert files == ["metadata.json", "model.onnx", "sub/calibration.npy"]  # not v10's
+    assert (local / "model.onnx").read_bytes() == b"onnx-bytes"
+
+
+@pytest.mark.slow
+def test_s3_errors_are_clear_and_secret_free(
+    bucket: Any, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    with pytest.raises(ModelError, match="no objects under s3://exports/nothing") as err:
+        resolve("s3://exports/nothing", tmp_path, client=bucket)
+    assert err.value.reason == "ModelNotFound"
+    with pytest.raises(ModelError, match="S3 answered NoSuchBucket") as err:
+        resolve("s3://missing-bucket/x", tmp_path, client=bucket)
+    assert err.value.reason == "StorageError"
+    assert SECRET not in str(err.value)
+
+
+@pytest.mark.slow
+def test_fetch_cli_reads_credentials_from_env(
+    bucket: Any,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)
+    assert fetch_cli.main(["--uri", "s3://exports/digits/v1", "--dest", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["files"] == 3
+    assert SECRET not in out
+    assert fetch_cli.main(["--uri", "ftp://x/y", "--dest", str(tmp_path / "e")]) == 2
+    assert json.loads(capsys.readouterr().out)["reason"] == "StorageError"
