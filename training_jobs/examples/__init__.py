@@ -1,0 +1,1 @@
+"""Runnable training examples for Gantry TrainingJobs."""
