@@ -1,0 +1,3 @@
+from .cli import api_command
+
+api_command(prog_name="python -m dev_cluster.apiserver")
