@@ -27,8 +27,9 @@ venv: $(STAMP) ## create .venv and install Gantry with every dependency group
 tools: $(STAMP) ## install local tritonserver, helm and kubectl under .tools/
 	@scripts/install-tools.sh $(TOOLS) $(BIN)/python
 
-crds: $(STAMP) ## render crds/*.yaml from the API models
+crds: $(STAMP) ## render crds/*.yaml from the API models and copy them into the chart
 	$(BIN)/python -m gantry.crdgen crds
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/sync-chart-crds.sh
 
 lint: $(STAMP) ## ruff and mypy (strict)
 	$(BIN)/ruff check .
@@ -45,7 +46,10 @@ test: venv tools ## run the whole test suite
 demo: venv tools ## run the end-to-end demo on the embedded dev cluster
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/gantry demo
 
+e2e-kind: venv tools ## build images, install the chart on a kind cluster, train and serve (needs Docker + kind)
+	PATH=$(CURDIR)/$(BIN):$(CURDIR)/$(TOOLS)/bin:$$PATH scripts/e2e-kind.sh
+
 clean: ## remove the virtual environment and local tools
 	rm -rf $(VENV) $(TOOLS)
 
-.PHONY: help venv tools crds lint fmt test demo clean
+.PHONY: help venv tools crds lint fmt test demo e2e-kind clean

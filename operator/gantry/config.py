@@ -85,6 +85,22 @@ class OperatorConfig(BaseModel):
     model_repository_claim: str | None = Field(
         default=None, description="PVC for model repositories (defaults to engineCacheClaim)."
     )
+    model_storage_access_mode: str = Field(
+        default="ReadWriteMany",
+        pattern="^(ReadWriteOnce|ReadWriteMany|ReadWriteOncePod)$",
+        description="Access mode of the models claim Gantry creates: ReadWriteMany lets "
+        "Triton pods on every node read it; single-node clusters (kind) need ReadWriteOnce.",
+    )
+    model_storage_size: str = Field(
+        default="20Gi", description="Size of the models claim Gantry creates."
+    )
+    model_storage_class_name: str | None = Field(
+        default=None, description="StorageClass of the models claim (null: the default class)."
+    )
+    prometheus_url: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus that KEDA queries in the keda autoscaling mode.",
+    )
     pvc_mount_root: str = Field(
         default="/mnt/pvc", description="Where storage-URI claims are mounted inside pods."
     )

@@ -108,7 +108,8 @@ def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
             out["enum"] = [value]
             continue
         if key == "properties":
-            out["properties"] = {k: structural(v, defs) for k, v in value.items()}
+            if value:
+                out["properties"] = {k: structural(v, defs) for k, v in value.items()}
             continue
         if key == "items":
             out["items"] = structural(value, defs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -84,6 +84,19 @@ class Condition(ApiModel):
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation this condition was set for."
+    )
+
+
+def operator_bookkeeping() -> Any:
+    """`status.kopf`: the operator framework's own state (diff base, handler progress).
+
+    Declared so the API server keeps it: a structural schema prunes undeclared status
+    fields, and kopf would then see every object as new on each event.
+    """
+    return Field(
+        default=None,
+        description="Operator bookkeeping (kopf); not part of the API.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
 

@@ -12,11 +12,13 @@ from gantry.api.common import (
     ApiModel,
     Condition,
     LocalObjectReference,
+    OpenObject,
     ResourceRequirements,
     StorageUri,
     Toleration,
     cel,
     check_quantities,
+    operator_bookkeeping,
     validations,
 )
 from gantry.api.trainingjob import ModelSignature, ObjectMeta
@@ -420,6 +422,7 @@ class InferenceServiceStatus(ApiModel):
     model: ServedModel | None = Field(default=None, description="What is being served.")
     autoscaling: AutoscalingStatus | None = Field(default=None, description="Autoscaler view.")
     message: str | None = Field(default=None, description="Why the service is in its phase.")
+    kopf: OpenObject | None = operator_bookkeeping()
 
 
 class InferenceService(ApiModel):

@@ -28,6 +28,7 @@ from gantry.api.common import (
     VolumeMount,
     cel,
     check_quantities,
+    operator_bookkeeping,
     validations,
 )
 
@@ -321,6 +322,7 @@ class TrainingJobStatus(ApiModel):
     completion_time: str | None = Field(default=None, description="When the job finished.")
     model: ExportedModel | None = Field(default=None, description="The exported model.")
     message: str | None = Field(default=None, description="Why the job is in its phase.")
+    kopf: OpenObject | None = operator_bookkeeping()
 
 
 class ObjectMeta(ApiModel):

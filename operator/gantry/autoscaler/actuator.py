@@ -1,0 +1,312 @@
+"""One InferenceService's autoscaler round: observe → scrape → decide → actuate → report.
+
+The I/O layer around the pure parts. It talks to the API through the shared
+`KubeClient` (synchronous; each call runs in a worker thread so the operator's event
+loop stays free) and owns exactly:
+
+- `Deployment <name>-triton` `.spec.replicas` in the builtin mode (patched only when
+  the decision changes it, so repeated rounds are idempotent);
+- `status.autoscaling` of the InferenceService, written with a merge patch on the status
+  subresource that names nothing else (the InferenceService reconciler owns the rest);
+- the HPA or ScaledObject of the hpa/keda modes, and deleting the other mode's objects;
+- `ScaledUp` / `ScaledDown` Events.
+
+Services without `spec.autoscaling` are scraped too, so `kubectl get` shows their
+latency and request rate; nothing is decided for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from gantry.api.inferenceservice import AutoscalingMode, InferenceServiceSpec
+from gantry.autoscaler import objects
+from gantry.autoscaler.collector import ServiceCollector
+from gantry.autoscaler.decision import Decision, Observation, Policy, Recommendation, decide
+from gantry.autoscaler.rates import ServiceMetrics
+from gantry.autoscaler.scrape import PodTarget, ScrapeResult, ready_targets, scrape
+from gantry.inferenceservice.names import deployment_name, headless_name
+from gantry.k8s.conditions import now_rfc3339
+from gantry.k8s.errors import ApiError
+from gantry.k8s.events import event
+
+log = logging.getLogger(__name__)
+
+ISVC = ("gantry.dev/v1alpha1", "inferenceservices")
+DEPLOYMENT = ("apps/v1", "deployments")
+SLICES = ("discovery.k8s.io/v1", "endpointslices")
+OBJECTS_RESYNC_SECONDS = 60.0
+
+
+class Kube(Protocol):
+    """The part of `gantry.k8s.client.KubeClient` the autoscaler uses."""
+
+    def get(
+        self, api_version: str, plural: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None: ...
+
+    def list(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        namespace: str | None,
+        patch: Mapping[str, Any],
+        *,
+        subresource: str | None = None,
+        patch_type: str = "merge",
+    ) -> dict[str, Any]: ...
+
+    def delete(
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+    ) -> bool: ...
+
+    def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], str]: ...
+
+
+Scraper = Callable[[Sequence[PodTarget], str], Awaitable[ScrapeResult]]
+
+
+def _on_decision(direction: str) -> None:
+    try:
+        from gantry.controller.metrics import record_autoscaler_decision
+    except ImportError:  # the operator metrics are optional outside the operator
+        return
+    record_autoscaler_decision(direction)
+
+
+def _on_scrape_failures(count: int) -> None:
+    try:
+        from gantry.controller.metrics import record_scrape_failure
+    except ImportError:
+        return
+    for _ in range(count):
+        record_scrape_failure()
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def status_patch(
+    mode: str | None,
+    metrics: ServiceMetrics | None,
+    *,
+    sampled_at: str,
+    decision: Decision | None = None,
+    current: int | None = None,
+    last_scale_time: str | None = None,
+) -> dict[str, Any]:
+    """The merge patch of `status.autoscaling`, and nothing else (pure)."""
+    fields: dict[str, Any] = {"mode": mode, "sampledAt": sampled_at}
+    if metrics is not None:
+        fields.update(
+            requestsPerSecond=_round(metrics.requests_per_second),
+            latencyP95Ms=_round(metrics.latency_p95_ms),
+            latencyMeanMs=_round(metrics.latency_mean_ms),
+            queueTimeMs=_round(metrics.queue_time_ms, 3),
+            pendingRequests=_round(metrics.pending_requests),
+        )
+    if decision is not None:
+        fields.update(
+            desiredReplicas=decision.replicas,
+            currentReplicas=current,
+            lastDecision=decision.reason,
+        )
+    if last_scale_time is not None:
+        fields["lastScaleTime"] = last_scale_time
+    return {"status": {"autoscaling": fields}}
+
+
+@dataclass
+class RoundResult:
+    """What one round saw and did (for logs and tests)."""
+
+    metrics: ServiceMetrics | None = None
+    decision: Decision | None = None
+    scaled_to: int | None = None
+    targets: list[PodTarget] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class ServiceAutoscaler:
+    """State and rounds for one InferenceService; call `run_round` every scrape interval."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        name: str,
+        namespace: str,
+        *,
+        scraper: Scraper | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        prometheus: str | None = None,
+    ) -> None:
+        self.kube = kube
+        self.name = name
+        self.namespace = namespace
+        self.scraper: Scraper = scraper or (lambda targets, model: scrape(targets, model))
+        self.clock = clock
+        self.prometheus = prometheus or objects.prometheus_url()
+        self.collector = ServiceCollector()
+        self.history: tuple[Recommendation, ...] = ()
+        self.last_scale_at: float | None = None
+        self._objects_synced: tuple[int | None, float] | None = None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def run_round(self) -> RoundResult:
+        """One full round; API errors propagate (the daemon logs them and tries again)."""
+        isvc = await self._call(self.kube.get, *ISVC, self.name, self.namespace)
+        if isvc is None:
+            return RoundResult()
+        try:
+            spec = InferenceServiceSpec.model_validate(isvc.get("spec") or {})
+        except ValidationError as err:  # the InferenceService reconciler reports it
+            log.debug("%s/%s: invalid spec, not autoscaling: %s", self.namespace, self.name, err)
+            return RoundResult()
+        await self._sync_objects(isvc, spec)
+
+        slices = await self._call(
+            self.kube.list,
+            *SLICES,
+            self.namespace,
+            label_selector=f"kubernetes.io/service-name={headless_name(self.name)}",
+        )
+        targets = ready_targets(slices)
+        scraped = await self.scraper(targets, self.name)
+        if scraped.failures:
+            _on_scrape_failures(len(scraped.failures))
+            log.info(
+                "%s/%s: scrape failed for %s",
+                self.namespace,
+                self.name,
+                "; ".join(f"{pod}: {why}" for pod, why in sorted(scraped.failures.items())),
+            )
+        now = self.clock()
+        metrics = self.collector.observe(scraped.samples, failed=scraped.failures, at=now)
+        result = RoundResult(metrics=metrics, targets=targets, failures=scraped.failures)
+        autoscaling = spec.autoscaling
+        mode = str(autoscaling.mode) if autoscaling else None
+        sampled_at = now_rfc3339()
+        if autoscaling is None or autoscaling.mode != AutoscalingMode.BUILTIN:
+            self.history = ()
+            patch = status_patch(mode, metrics, sampled_at=sampled_at)
+        else:
+            current, last_scale = await self._builtin(
+                isvc, Policy.from_spec(autoscaling), metrics, now, result
+            )
+            patch = status_patch(
+                mode,
+                metrics,
+                sampled_at=sampled_at,
+                decision=result.decision,
+                current=current,
+                last_scale_time=last_scale,
+            )
+        await self._call(
+            self.kube.patch, *ISVC, self.name, self.namespace, patch, subresource="status"
+        )
+        return result
+
+    async def _builtin(
+        self,
+        isvc: Mapping[str, Any],
+        policy: Policy,
+        metrics: ServiceMetrics,
+        now: float,
+        result: RoundResult,
+    ) -> tuple[int | None, str | None]:
+        """Decide and set the Deployment's replicas; (replicas before, scale time if scaled)."""
+        deployment = await self._call(
+            self.kube.get, *DEPLOYMENT, deployment_name(self.name), self.namespace
+        )
+        if deployment is None:  # not created yet by the InferenceService reconciler
+            return None, None
+        spec_replicas = (deployment.get("spec") or {}).get("replicas")
+        current = int(spec_replicas) if spec_replicas is not None else 1
+        observation = Observation(
+            at=now,
+            current_replicas=current,
+            ready_replicas=len(result.targets),
+            metrics=metrics,
+            last_scale_at=self.last_scale_at,
+        )
+        decision = decide(policy, observation, self.history)
+        self.history = decision.history
+        result.decision = decision
+        _on_decision(decision.direction)
+        if decision.replicas == current:
+            return current, None
+        await self._call(
+            self.kube.patch,
+            *DEPLOYMENT,
+            deployment_name(self.name),
+            self.namespace,
+            {"spec": {"replicas": decision.replicas}},
+        )
+        result.scaled_to = decision.replicas
+        self.last_scale_at = now
+        reason = "ScaledUp" if decision.replicas > current else "ScaledDown"
+        log.info("%s/%s: %s: %s", self.namespace, self.name, reason, decision.reason)
+        await self._call(event, self.kube, isvc, reason, decision.reason)
+        return current, now_rfc3339()
+
+    async def _sync_objects(self, isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> None:
+        """Create/update this mode's HPA or ScaledObject; delete the other modes' (owned) ones."""
+        generation = (isvc.get("metadata") or {}).get("generation")
+        now = self.clock()
+        if self._objects_synced is not None:
+            synced_generation, at = self._objects_synced
+            if synced_generation == generation and now - at < OBJECTS_RESYNC_SECONDS:
+                return
+        uid = (isvc.get("metadata") or {}).get("uid")
+        for desired in objects.desired_objects(isvc, spec, prometheus=self.prometheus):
+            try:
+                await self._call(self.kube.apply, desired)
+            except ApiError as err:
+                log.warning(
+                    "%s/%s: cannot apply %s (is its API installed?): %s",
+                    self.namespace,
+                    self.name,
+                    desired["kind"],
+                    err,
+                )
+        for api_version, kind, plural in objects.stale_kinds(spec):
+            try:
+                found = await self._call(
+                    self.kube.get, api_version, plural, self.name, self.namespace
+                )
+            except ApiError:  # e.g. KEDA's API is not installed: nothing to delete
+                continue
+            refs = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
+            if found is not None and any(r.get("uid") == uid for r in refs):
+                log.info("%s/%s: deleting stale %s", self.namespace, self.name, kind)
+                await self._call(self.kube.delete, api_version, plural, self.name, self.namespace)
+        self._objects_synced = (generation, now)

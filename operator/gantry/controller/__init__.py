@@ -1,0 +1,1 @@
+"""The Gantry operator process: kopf wiring, settings and operator metrics."""

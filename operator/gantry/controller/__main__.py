@@ -1,0 +1,76 @@
+"""`python -m gantry.controller`: run the Gantry operator (kopf)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from urllib.parse import urlparse
+
+import kopf
+
+from gantry.config import ConfigError
+from gantry.controller import metrics
+from gantry.controller.handlers import load_handlers
+from gantry.controller.settings import (
+    liveness_endpoint,
+    metrics_port,
+    operator_config,
+    operator_kwargs,
+)
+
+log = logging.getLogger("gantry.controller")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _usable_liveness(url: str | None) -> str | None:
+    """The liveness URL, or None (with a warning) when its port is taken on this host."""
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.port and not _port_free(parsed.hostname or "0.0.0.0", parsed.port):
+        log.warning("liveness port %d is in use: health endpoint disabled", parsed.port)
+        return None
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gantry.controller", description=__doc__)
+    parser.add_argument("--liveness", default=liveness_endpoint(), help="health endpoint URL")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        # Level-triggered timers succeed every second per object: log only what goes wrong.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        config = operator_config()
+        port = metrics_port()
+    except (ConfigError, ValueError) as err:
+        log.error("%s", err)
+        return 2
+    load_handlers()
+    if port and not _port_free("0.0.0.0", port):
+        log.warning("metrics port %d is in use: /metrics disabled", port)
+    else:
+        metrics.serve(port)
+    kopf.run(liveness_endpoint=_usable_liveness(args.liveness), **operator_kwargs(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

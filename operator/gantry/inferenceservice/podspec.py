@@ -1,0 +1,60 @@
+"""Pod pieces shared by the optimize Job and the Triton Deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gantry.api.common import ResourceRequirements
+from gantry.api.inferenceservice import GPU_RESOURCE
+from gantry.config import OperatorConfig, PodResources
+
+
+def pod_security_context(config: OperatorConfig) -> dict[str, Any]:
+    """Non-root with a group that can write the claims (fsGroup)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": config.run_as_user,
+        "runAsGroup": config.run_as_user,
+        "fsGroup": config.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+    }
+
+
+def resources_with_gpus(defaults: PodResources, gpus: int) -> dict[str, Any]:
+    """The operator's default resources plus `gpus` GPU limits (GPUs are never requested
+    without being limited, as the device plugin requires)."""
+    resources: dict[str, Any] = {}
+    if defaults.requests:
+        resources["requests"] = dict(defaults.requests)
+    limits = dict(defaults.limits)
+    if gpus > 0:
+        limits[GPU_RESOURCE] = str(gpus)
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def serving_resources(
+    spec_resources: ResourceRequirements | None, defaults: PodResources
+) -> dict[str, Any]:
+    """The spec's resources when given (GPU requests mirrored into limits), else defaults."""
+    if spec_resources is None:
+        return resources_with_gpus(defaults, 0)
+    requests = {k: str(v) for k, v in spec_resources.requests.items()}
+    limits = {k: str(v) for k, v in spec_resources.limits.items()}
+    if GPU_RESOURCE in requests and GPU_RESOURCE not in limits:
+        limits[GPU_RESOURCE] = requests[GPU_RESOURCE]
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources

@@ -1,0 +1,344 @@
+"""A small synchronous Kubernetes client for any kind, CRDs included.
+
+It speaks raw REST paths through the official client's `ApiClient` (auth, TLS and
+kubeconfig handling come from there), so no discovery and no generated model classes are
+needed: objects are plain dicts, exactly as the reconcilers build them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from gantry.k8s.errors import ApiError, NotFound, from_status
+
+PatchType = Literal["merge", "json", "strategic"]
+ApplyResult = Literal["created", "updated", "unchanged"]
+
+_PATCH_CONTENT_TYPES = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+
+# Kinds Gantry touches; anything else falls back to the regular English plural.
+_PLURALS = {
+    "ClusterKopfPeering": "clusterkopfpeerings",
+    "ConfigMap": "configmaps",
+    "CustomResourceDefinition": "customresourcedefinitions",
+    "Deployment": "deployments",
+    "Endpoints": "endpoints",
+    "EndpointSlice": "endpointslices",
+    "Event": "events",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+    "InferenceService": "inferenceservices",
+    "Job": "jobs",
+    "KopfPeering": "kopfpeerings",
+    "Lease": "leases",
+    "Namespace": "namespaces",
+    "Node": "nodes",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Pod": "pods",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "ReplicaSet": "replicasets",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Secret": "secrets",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "StatefulSet": "statefulsets",
+    "TrainingJob": "trainingjobs",
+}
+
+# Fields the server owns; `apply` neither compares nor sends them.
+_SERVER_METADATA = frozenset(
+    {
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    }
+)
+
+
+def plural_of(kind: str) -> str:
+    """The resource name of a kind (Pod → pods), as used in REST paths."""
+    if not kind:
+        raise ValueError("kind must not be empty")
+    known = _PLURALS.get(kind)
+    if known:
+        return known
+    lower = kind.lower()
+    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return lower[:-1] + "ies"
+    if lower.endswith(("s", "x", "z", "ch", "sh")):
+        return lower + "es"
+    return lower + "s"
+
+
+def resource_path(
+    api_version: str,
+    plural: str,
+    name: str | None = None,
+    namespace: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The REST path of a collection or object: /api/v1/... or /apis/group/version/..."""
+    if not api_version or not plural:
+        raise ValueError("api_version and plural are required")
+    root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [root]
+    if namespace:
+        parts.append(f"namespaces/{quote(namespace, safe='')}")
+    parts.append(plural)
+    if name:
+        parts.append(quote(name, safe=""))
+    if subresource:
+        if not name:
+            raise ValueError("a subresource needs an object name")
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def _contains(actual: Any, wanted: Any) -> bool:
+    """True when `actual` already holds every value in `wanted` (server defaults allowed)."""
+    if isinstance(wanted, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return all(
+            actual.get(k) is None if v is None else k in actual and _contains(actual[k], v)
+            for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        if not isinstance(actual, list) or len(actual) != len(wanted):
+            return False
+        return all(_contains(a, w) for a, w in zip(actual, wanted, strict=True))
+    if isinstance(wanted, bool) or isinstance(actual, bool):
+        return actual is wanted
+    if isinstance(wanted, int | float) and isinstance(actual, int | float):
+        return actual == wanted
+    return bool(actual == wanted)
+
+
+def owned_fields(desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a desired object that `apply` owns: no status, no server metadata."""
+    owned = {k: v for k, v in desired.items() if k != "status"}
+    meta = dict(desired.get("metadata") or {})
+    owned["metadata"] = {k: v for k, v in meta.items() if k not in _SERVER_METADATA}
+    return owned
+
+
+class KubeClient:
+    """Plain-dict CRUD for any kind; errors come out as `gantry.k8s.errors.ApiError`."""
+
+    def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
+        self.api = api_client if api_client is not None else self._from_environment()
+
+    @staticmethod
+    def _from_environment() -> k8s_client.ApiClient:
+        """KUBECONFIG (or ~/.kube/config) when present, the in-cluster account otherwise."""
+        configuration = k8s_client.Configuration()
+        kubeconfig = os.environ.get("KUBECONFIG")
+        try:
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig, client_configuration=configuration
+                )
+        except (k8s_config.ConfigException, OSError) as err:
+            raise ApiError(
+                0,
+                "NoCredentials",
+                f"no Kubernetes credentials: set KUBECONFIG or run inside a cluster ({err})",
+            ) from err
+        return k8s_client.ApiClient(configuration)
+
+    @classmethod
+    def for_url(cls, url: str, *, token: str | None = None, verify_ssl: bool = False) -> KubeClient:
+        """A client for an API server URL (the dev cluster, tests)."""
+        configuration = k8s_client.Configuration(host=url.rstrip("/"))
+        configuration.verify_ssl = verify_ssl
+        if token:
+            configuration.api_key = {"BearerToken": token}
+            configuration.api_key_prefix = {"BearerToken": "Bearer"}
+        return cls(k8s_client.ApiClient(configuration))
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # --- transport ----------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> bytes:
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        headers = {"Accept": accept, "Content-Type": content_type}
+        _method, url, headers, _body, _post = self.api.param_serialize(
+            method, path, header_params=headers, auth_settings=["BearerToken"]
+        )
+        try:
+            # The REST layer JSON-encodes dict and list bodies itself.
+            response = self.api.call_api(method, url, header_params=headers, body=body)
+            data: bytes = response.read() or b""  # type: ignore[no-untyped-call]
+        except ApiException as err:
+            status = int(err.status or 0)
+            raise ApiError(status, str(err.reason or "Error"), str(err.body or "")) from err
+        except urllib3.exceptions.HTTPError as err:
+            raise ApiError(0, "ConnectionError", f"{method} {self.host}{path}: {err}") from err
+        if not 200 <= response.status < 300:
+            raise from_status(response.status, data, str(response.reason or ""))
+        return data
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        data = self._request(method, path, **kwargs)
+        parsed = json.loads(data) if data else {}
+        if not isinstance(parsed, dict):
+            raise ApiError(0, "BadResponse", f"{method} {path}: expected an object")
+        return parsed
+
+    # --- CRUD ---------------------------------------------------------------------
+
+    def get(
+        self, api_version: str, plural: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return self._json("GET", resource_path(api_version, plural, name, namespace))
+        except NotFound:
+            return None
+
+    def list(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Items of a collection (all namespaces when namespace is None)."""
+        body = self._json(
+            "GET",
+            resource_path(api_version, plural, namespace=namespace),
+            query={"labelSelector": label_selector, "fieldSelector": field_selector},
+        )
+        items = body.get("items") or []
+        return [dict(item) for item in items]
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create `obj`; its apiVersion, kind and metadata.namespace choose the path."""
+        api_version, kind, meta = _identity(obj, generated_name_ok=True)
+        path = resource_path(api_version, plural_of(kind), namespace=meta.get("namespace"))
+        return self._json("POST", path, body=dict(obj))
+
+    def patch(
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        namespace: str | None,
+        patch: Mapping[str, Any] | builtins.list[Any],
+        *,
+        subresource: str | None = None,
+        patch_type: str = "merge",
+    ) -> dict[str, Any]:
+        """Patch an object (or its status/scale subresource); merge patch by default."""
+        content_type = _PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise ValueError(f"patch_type must be one of {sorted(_PATCH_CONTENT_TYPES)}")
+        path = resource_path(api_version, plural, name, namespace, subresource)
+        body = builtins.list(patch) if isinstance(patch, builtins.list) else dict(patch)
+        return self._json("PATCH", path, body=body, content_type=content_type)
+
+    def delete(
+        self,
+        api_version: str,
+        plural: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+    ) -> bool:
+        """Delete an object; False when it was already gone."""
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        try:
+            self._request(
+                "DELETE", resource_path(api_version, plural, name, namespace), body=options
+            )
+        except NotFound:
+            return False
+        return True
+
+    def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], ApplyResult]:
+        """Make the object match `desired` in the fields we set; leave the rest alone.
+
+        Create when absent; otherwise merge-patch our fields when any of them differs
+        (server defaults and server-set metadata do not count as differences).
+        """
+        api_version, kind, meta = _identity(desired)
+        plural = plural_of(kind)
+        namespace = meta.get("namespace")
+        current = self.get(api_version, plural, meta["name"], namespace)
+        owned = owned_fields(desired)
+        if current is None:
+            return self.create(owned), "created"
+        if _contains(owned_fields(current), owned):
+            return current, "unchanged"
+        patched = self.patch(api_version, plural, meta["name"], namespace, owned)
+        return patched, "updated"
+
+    def pod_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str | None = None,
+        tail_lines: int | None = None,
+    ) -> str:
+        """A pod's log text (the last `tail_lines` lines when given)."""
+        data = self._request(
+            "GET",
+            resource_path("v1", "pods", pod, namespace, "log"),
+            query={"container": container, "tailLines": tail_lines},
+            accept="text/plain",
+        )
+        return data.decode("utf-8", "replace")
+
+
+def _identity(
+    obj: Mapping[str, Any], *, generated_name_ok: bool = False
+) -> tuple[str, str, Mapping[str, Any]]:
+    api_version = obj.get("apiVersion")
+    kind = obj.get("kind")
+    meta = obj.get("metadata") or {}
+    named = meta.get("name") or (generated_name_ok and meta.get("generateName"))
+    if not api_version or not kind or not named:
+        raise ValueError("an object needs apiVersion, kind and metadata.name")
+    return str(api_version), str(kind), meta

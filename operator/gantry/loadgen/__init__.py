@@ -1,0 +1,1 @@
+"""The load generator behind `gantry bench load`: profiles, gRPC runner, results, plot."""

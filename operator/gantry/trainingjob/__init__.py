@@ -1,0 +1,1 @@
+"""The TrainingJob reconciler: pure builders and state machine, thin kopf handlers."""

@@ -1,0 +1,475 @@
+"""InferenceServices end to end on the dev cluster: operator, optimize Jobs, real Triton.
+
+One cluster (with the operator as a subprocess) serves every test in this module; the
+tests run in order: serve → predict → roll a new model under load → failures → scale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+if importlib.util.find_spec("dev_cluster.cluster") is None:
+    pytest.skip("dev_cluster.cluster is not available yet", allow_module_level=True)
+
+from dev_cluster.local_triton import triton_available  # noqa: E402
+
+if not triton_available():
+    pytest.skip(".tools/triton is missing (run `make tools`)", allow_module_level=True)
+
+from click.testing import CliRunner  # noqa: E402
+
+from dev_cluster.cluster import DevCluster  # noqa: E402
+from gantry.k8s.client import KubeClient  # noqa: E402
+from gantry.k8s.errors import ApiError  # noqa: E402
+from gantry.predict import predict, predict_command, ready_pod_address  # noqa: E402
+
+T = TypeVar("T")
+NS = "default"
+API = "gantry.dev/v1alpha1"
+ISVC = "inferenceservices"
+
+
+def wait_for(
+    probe: Callable[[], T | None], what: str, timeout: float, on_timeout: Callable[[], str]
+) -> T:
+    """Poll `probe` until it returns a truthy value, or fail with the cluster's view."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{on_timeout()}")
+
+
+# --- a digits-shaped model exported with torch ---------------------------------------------
+
+
+def export_model(directory: Path, seed: int) -> None:
+    """torch → ONNX (dynamic batch) + metadata.json, as a TrainingJob would export it."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 10),
+    ).eval()
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / "model.onnx"
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 1, 8, 8),),
+        str(onnx_path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    data = onnx_path.read_bytes()
+    metadata = {
+        "formatVersion": 1,
+        "name": "digits-cnn",
+        "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 1, 8, 8]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}],
+        "dynamicAxes": {"input": {"0": "batch"}, "logits": {"0": "batch"}},
+        "labels": [str(d) for d in range(10)],
+        "files": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}},
+    }
+    (directory / "metadata.json").write_text(json.dumps(metadata))
+
+
+def reference(directory: Path, batch: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(directory / "model.onnx"))
+    result: np.ndarray = session.run(None, {"input": batch})[0]
+    return result
+
+
+# --- the cluster ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    state = tmp_path_factory.mktemp("isvc-dev")
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "GANTRY_TRITON_BACKENDS": "python",
+            "GANTRY_ISVC_RESYNC_SECONDS": "1",
+            "GANTRY_METRICS_PORT": "0",
+            "GANTRY_LIVENESS": "",
+        }
+    )
+    try:
+        dev = DevCluster(state, operator=True, backoff_base=1.0)
+        dev.start(timeout=90)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        yield dev
+    finally:
+        dev.stop()
+
+
+@pytest.fixture(scope="module")
+def kube(cluster: DevCluster) -> Iterator[KubeClient]:
+    client = KubeClient.for_url(cluster.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def exports(cluster: DevCluster, kube: KubeClient) -> Path:
+    """The `exports` claim with models v1 and v2 and a corrupt one."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "exports", "namespace": NS},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    root = cluster.state_dir / "pvc" / NS / "exports"
+    export_model(root / "digits" / "v1", seed=1)
+    export_model(root / "digits" / "v2", seed=2)
+    (root / "corrupt").mkdir(parents=True)
+    (root / "corrupt" / "model.onnx").write_bytes(b"this is not an ONNX protobuf")
+    return root
+
+
+def debug_view(cluster: DevCluster, kube: KubeClient) -> Callable[[], str]:
+    def view() -> str:
+        lines = []
+        for isvc in kube.list(API, ISVC, NS):
+            status = isvc.get("status") or {}
+            lines.append(
+                f"{isvc['metadata']['name']}: {status.get('phase')} {status.get('message')}"
+            )
+        for pod in kube.list("v1", "pods", NS):
+            pod_status = pod.get("status") or {}
+            lines.append(f"pod {pod['metadata']['name']}: {pod_status.get('phase')}")
+            ready = all(c.get("ready") for c in pod_status.get("containerStatuses") or [{}])
+            if not ready:
+                for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+                    try:
+                        log = kube.pod_log(
+                            NS, pod["metadata"]["name"], container=container["name"], tail_lines=15
+                        )
+                    except ApiError as err:
+                        log = str(err)
+                    lines.append(f"  {container['name']}: {log}")
+        operator_log = cluster.state_dir / "operator.log"
+        if operator_log.exists():
+            tail = operator_log.read_text(errors="replace").splitlines()
+            lines.append("operator log (tail):")
+            lines.extend([line for line in tail if "succeeded." not in line][-30:])
+        return "\n".join(lines)
+
+    return view
+
+
+def service(name: str, uri: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "model": {"storageUri": uri},
+            "optimization": {"precision": "fp32", "accuracy": {"samples": 16}},
+            **spec,
+        },
+    }
+
+
+def status_of(kube: KubeClient, name: str) -> dict[str, Any]:
+    obj = kube.get(API, ISVC, name, NS) or {}
+    return dict(obj.get("status") or {})
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def pod_target(kube: KubeClient, name: str) -> str | None:
+    slices = kube.list(
+        "discovery.k8s.io/v1",
+        "endpointslices",
+        NS,
+        label_selector=f"kubernetes.io/service-name={name}-headless",
+    )
+    return ready_pod_address(slices)
+
+
+def ready_version(kube: KubeClient, name: str, version: int) -> dict[str, Any] | None:
+    status = status_of(kube, name)
+    model = status.get("model") or {}
+    if status.get("phase") == "Ready" and model.get("version") == version:
+        return status
+    return None
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+
+def test_cpu_service_becomes_ready_and_matches_onnxruntime(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    kube.create(service("digits", "pvc://exports/digits/v1"))
+    status = wait_for(
+        lambda: ready_version(kube, "digits", 1), "digits Ready", 90, debug_view(cluster, kube)
+    )
+    assert status["ready"] == "1/1"
+    assert status["selector"] == "gantry.dev/inferenceservice=digits"
+    assert status["endpoints"]["grpc"] == "digits.default.svc:8001"
+    assert status["model"]["backend"] == "python"
+    assert status["model"]["precision"] == "fp32"
+    assert status["model"]["uri"] == "pvc://exports/digits/v1"
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "ModelResolved": "True",
+        "Optimized": "True",
+        "Deployed": "True",
+        "Ready": "True",
+    }
+    assert kube.get("v1", "services", "digits", NS) is not None
+    headless = kube.get("v1", "services", "digits-headless", NS)
+    assert headless is not None and headless["spec"]["clusterIP"] == "None"
+    assert kube.get("v1", "persistentvolumeclaims", "gantry-models", NS) is not None
+
+    target = pod_target(kube, "digits")
+    assert target is not None
+    batch = np.random.default_rng(0).random((7, 1, 8, 8), dtype=np.float32)
+    outputs, _latency = predict(target, "digits", {"input": batch}, timeout=10)
+    np.testing.assert_allclose(
+        outputs["logits"], reference(exports / "digits" / "v1", batch), atol=1e-5
+    )
+    single, _ = predict(target, "digits", {"input": batch[:1]}, timeout=10)
+    events = kube.list("v1", "events", NS, field_selector="involvedObject.name=digits")
+    assert {"Resolved", "Optimized", "Serving"} <= {e.get("reason") for e in events}
+    np.testing.assert_allclose(
+        single["logits"], reference(exports / "digits" / "v1", batch[:1]), atol=1e-5
+    )
+
+
+class SteadyLoad:
+    """A client thread that keeps sending requests to a ready pod, re-resolving often."""
+
+    def __init__(self, kube: KubeClient, name: str) -> None:
+        self.kube, self.name = kube, name
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample = np.zeros((1, 1, 8, 8), dtype=np.float32)
+
+    def _run(self) -> None:
+        target, resolved_at = None, 0.0
+        while not self._stop.is_set():
+            if target is None or time.monotonic() - resolved_at > 0.2:
+                target, resolved_at = pod_target(self.kube, self.name), time.monotonic()
+            if target is None:
+                self.failures.append("no ready endpoint")
+                time.sleep(0.05)
+                continue
+            try:
+                predict(target, self.name, {"input": self._sample}, timeout=10)
+            except Exception as err:
+                self.failures.append(f"{target}: {err}")
+            else:
+                self.ok += 1
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_model_change_rolls_out_without_failed_requests(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    with SteadyLoad(kube, "digits") as load:
+        wait_for(lambda: load.ok >= 5, "requests flowing", 30, lambda: str(load.failures[:3]))
+        kube.patch(
+            API, ISVC, "digits", NS, {"spec": {"model": {"storageUri": "pvc://exports/digits/v2"}}}
+        )
+
+        def rolled() -> bool:
+            if not ready_version(kube, "digits", 2):
+                return False
+            pods = kube.list("v1", "pods", NS, label_selector="gantry.dev/inferenceservice=digits")
+            return len(pods) == 1  # the old pod has terminated
+
+        wait_for(rolled, "version 2 rolled out", 240, debug_view(cluster, kube))
+        served_before_stop = load.ok
+    assert load.failures == [], load.failures[:5]
+    assert served_before_stop > 10
+    target = pod_target(kube, "digits")
+    assert target is not None
+    batch = np.random.default_rng(1).random((3, 1, 8, 8), dtype=np.float32)
+    outputs, _ = predict(target, "digits", {"input": batch}, timeout=10)
+    np.testing.assert_allclose(
+        outputs["logits"], reference(exports / "digits" / "v2", batch), atol=1e-5
+    )
+    jobs = kube.list("batch/v1", "jobs", NS, label_selector="gantry.dev/optimize-for=digits")
+    assert len(jobs) == 1  # the superseded optimize Job was cleaned up
+
+
+def failed_with(kube: KubeClient, name: str, type_: str) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        status = status_of(kube, name)
+        found = condition(status, type_)
+        if status.get("phase") == "Failed" and found.get("status") == "False":
+            return found
+        return None
+
+    return probe
+
+
+def test_bad_inputs_end_in_clear_conditions(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    # A URI of the wrong scheme never gets in: the API answers 422.
+    with pytest.raises(ApiError) as rejected:
+        kube.create(service("bad-uri", "http://example.com/model"))
+    assert rejected.value.status == 422
+    assert "storageUri" in str(rejected.value)
+
+    kube.create(service("missing", "pvc://exports/nothing/here"))
+    kube.create(service("corrupt", "pvc://exports/corrupt"))
+    kube.create(service("no-claim", "pvc://no-such-claim/model"))
+    kube.create(
+        {
+            "apiVersion": API,
+            "kind": "TrainingJob",
+            "metadata": {"name": "broken-training", "namespace": NS},
+            "spec": {
+                "command": ["python", "-c", "import sys; sys.exit(3)"],
+                "backoffLimit": 0,
+                "suspend": True,
+            },
+        }
+    )
+
+    def training_phase() -> str | None:
+        job = kube.get(API, "trainingjobs", "broken-training", NS) or {}
+        return (job.get("status") or {}).get("phase")
+
+    def mark_failed() -> bool:
+        """Set status Failed (again, if the TrainingJob reconciler wrote its own first)."""
+        if training_phase() != "Failed":
+            kube.patch(
+                API,
+                "trainingjobs",
+                "broken-training",
+                NS,
+                {"status": {"phase": "Failed", "message": "worker 0 exited with code 3"}},
+                subresource="status",
+            )
+        return True
+
+    # Let the TrainingJob reconciler see the suspended job first, then fail it.
+    deadline = time.monotonic() + 20
+    while training_phase() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    mark_failed()
+    kube.create(
+        {
+            "apiVersion": API,
+            "kind": "InferenceService",
+            "metadata": {"name": "from-training", "namespace": NS},
+            "spec": {"model": {"trainingJobRef": {"name": "broken-training"}}},
+        }
+    )
+    view = debug_view(cluster, kube)
+    missing = wait_for(failed_with(kube, "missing", "Optimized"), "missing model", 120, view)
+    assert missing["reason"] == "ModelNotFound"
+    assert "pvc://exports/nothing/here" in missing["message"]
+    corrupt = wait_for(failed_with(kube, "corrupt", "Optimized"), "corrupt model", 120, view)
+    assert corrupt["reason"] == "CorruptModel"
+    no_claim = wait_for(failed_with(kube, "no-claim", "ModelResolved"), "no claim", 60, view)
+    assert no_claim["reason"] == "ClaimNotFound" and "no-such-claim" in no_claim["message"]
+    failed_training = failed_with(kube, "from-training", "ModelResolved")
+
+    def training_failed() -> dict[str, Any] | None:
+        mark_failed()
+        return failed_training()
+
+    training = wait_for(training_failed, "failed TrainingJob", 60, view)
+    assert training["reason"] == "TrainingJobFailed"
+    assert "TrainingJob 'broken-training' failed" in training["message"]
+    for name in ("missing", "corrupt", "no-claim", "from-training"):
+        assert kube.get("apps/v1", "deployments", f"{name}-triton", NS) is None
+
+
+def test_operator_keeps_running_and_scales_with_a_pdb(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    assert cluster.operator_pid is not None
+    os.kill(cluster.operator_pid, 0)  # still alive after every failure above
+    kube.patch(API, ISVC, "digits", NS, {"spec": {"replicas": 2}})
+
+    def scaled() -> dict[str, Any] | None:
+        status = status_of(kube, "digits")
+        return status if status.get("ready") == "2/2" and status.get("phase") == "Ready" else None
+
+    wait_for(scaled, "2/2 replicas", 120, debug_view(cluster, kube))
+    pdb = kube.get("policy/v1", "poddisruptionbudgets", "digits-triton", NS)
+    assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1
+    kube.patch(API, ISVC, "digits", NS, {"spec": {"replicas": 1}})
+    wait_for(
+        lambda: kube.get("policy/v1", "poddisruptionbudgets", "digits-triton", NS) is None,
+        "PDB removed at 1 replica",
+        60,
+        debug_view(cluster, kube),
+    )
+
+
+def test_clients_reach_the_service_by_name(
+    cluster: DevCluster, kube: KubeClient, exports: Path, tmp_path: Path
+) -> None:
+    sample = tmp_path / "digit.npy"
+    np.save(sample, np.zeros((1, 8, 8), dtype=np.float32))
+    result = CliRunner().invoke(
+        predict_command,
+        ["digits", "--input", str(sample), "--kubeconfig", str(cluster.kubeconfig)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "logits [1, 10]: top 3 per row" in result.output
+    assert "latency:" in result.output
+
+    spec = importlib.util.spec_from_file_location(
+        "digits_grpc_client", Path(__file__).parents[2] / "examples" / "digits_grpc_client.py"
+    )
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = example.main(["--service", "digits", "--kubeconfig", str(cluster.kubeconfig)])
+    assert code == 0
+    assert "held-out digits: 360" in out.getvalue()

@@ -1,0 +1,108 @@
+"""Operator process wiring: handler loading, settings, metrics, kopf credentials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gantry.config import OperatorConfig
+from gantry.controller import metrics
+from gantry.controller.connection import _connection_info, _kubeconfig_configuration
+from gantry.controller.handlers import load_handlers
+from gantry.controller.settings import (
+    metrics_port,
+    operator_kwargs,
+    reconcile_interval,
+)
+
+
+def test_missing_handler_modules_are_skipped_and_broken_ones_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gantry_fake_ok.py").write_text("LOADED = True\n")
+    (tmp_path / "gantry_fake_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = load_handlers(("gantry_fake_ok", "gantry_fake_absent", "gantry.nothing.here"))
+    assert loaded == ["gantry_fake_ok"]
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        load_handlers(("gantry_fake_broken",))
+
+
+def test_observe_reconcile_counts_results_errors_and_durations() -> None:
+    ok_before = metrics.sample("gantry_reconcile_total", kind="Test", result="ok")
+    with metrics.observe_reconcile("Test"):
+        pass
+    with pytest.raises(KeyError), metrics.observe_reconcile("Test"):
+        raise KeyError("x")
+    assert metrics.sample("gantry_reconcile_total", kind="Test", result="ok") == ok_before + 1
+    assert metrics.sample("gantry_reconcile_total", kind="Test", result="error") >= 1
+    assert metrics.sample("gantry_reconcile_errors_total", kind="Test", reason="KeyError") >= 1
+    assert metrics.sample("gantry_reconcile_duration_seconds_count", kind="Test") >= 2
+    metrics.record_autoscaler_decision("up")
+    metrics.record_scrape_failure()
+    assert metrics.sample("gantry_autoscaler_decisions_total", direction="up") >= 1
+    assert metrics.sample("gantry_metrics_scrape_failures_total") >= 1
+    assert metrics.serve(0) is None, "port 0 turns the endpoint off"
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANTRY_RECONCILE_INTERVAL", "2.5")
+    monkeypatch.setenv("GANTRY_METRICS_PORT", "0")
+    assert reconcile_interval() == 2.5 and metrics_port() == 0
+    monkeypatch.setenv("GANTRY_RECONCILE_INTERVAL", "soon")
+    with pytest.raises(ValueError, match="GANTRY_RECONCILE_INTERVAL"):
+        reconcile_interval()
+    monkeypatch.setenv("GANTRY_METRICS_PORT", "99999")
+    with pytest.raises(ValueError, match="out of range"):
+        metrics_port()
+    monkeypatch.delenv("GANTRY_PEERING", raising=False)
+    assert operator_kwargs(OperatorConfig()) == {
+        "clusterwide": True,
+        "namespaces": [],
+        "standalone": True,
+        "peering_name": None,
+    }
+    monkeypatch.setenv("GANTRY_PEERING", "gantry")
+    scoped = operator_kwargs(OperatorConfig(watch_namespaces=("ml",)))
+    assert scoped == {
+        "clusterwide": False,
+        "namespaces": ["ml"],
+        "standalone": False,
+        "peering_name": "gantry",
+    }
+
+
+def test_kopf_credentials_from_a_kubeconfig(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: s3cr3t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: ml}}]
+current-context: x
+"""
+    )
+    info = _connection_info(_kubeconfig_configuration(str(path)))
+    assert info.server == "https://10.0.0.1:6443"
+    assert info.token == "s3cr3t" and info.insecure is True
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _kubeconfig_configuration(str(tmp_path / "absent"))
+
+
+def test_bad_configuration_stops_the_operator_with_a_message(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "GANTRY_MASTER_PORT_RANGE": "[1, 2, 3]"}
+    result = subprocess.run(
+        [sys.executable, "-m", "gantry.controller"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "invalid operator configuration" in result.stderr

@@ -1,0 +1,149 @@
+"""The load generator and the metrics scraper against a real tritonserver (slow)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
+from gantry.autoscaler.collector import ServiceCollector
+from gantry.autoscaler.scrape import PodTarget, scrape
+from gantry.loadgen.cli import load
+from gantry.loadgen.endpoints import FixedEndpoints
+from gantry.loadgen.profile import parse_profile
+from gantry.loadgen.runner import LoadRunner, random_inputs
+from gantry.loadgen.scenario import write_model
+from gantry.predict import model_signature
+
+pytestmark = pytest.mark.slow
+
+IP = "127.0.9.21"
+SERVICE_MS = 10
+
+
+def start_triton(repository: Path, ip: str, log: Path) -> subprocess.Popen[bytes]:
+    """A tritonserver on `ip` (8000/8001/8002); skips when the local Triton cannot run."""
+    if not triton_available():
+        pytest.skip("tritonserver is not installed under .tools (run `make tools`)")
+    args = [
+        f"--model-repository={repository}",
+        f"--http-address={ip}",
+        f"--grpc-address={ip}",
+        f"--metrics-address={ip}",
+        "--allow-gpu-metrics=false",
+        "--metrics-config=summary_latencies=true",
+    ]
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        tritonserver_argv(args),
+        env=triton_environment(os.environ),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")
+            if "error while loading shared libraries" in text:
+                pytest.skip(f"the local tritonserver cannot start: {text.strip()[-300:]}")
+            raise AssertionError(f"tritonserver exited: {text[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://{ip}:8000/v2/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError(f"tritonserver not ready in 60 s: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("triton")
+    repository = write_model(root / "repo", "fixed", SERVICE_MS)
+    proc = start_triton(repository, IP, root / "triton.log")
+    yield IP
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_bench_load_command_writes_results_and_plot(triton: str, tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(
+        load,
+        [
+            "--url",
+            f"{triton}:8001",
+            "--model",
+            "fixed",
+            "--profile",
+            "0:20rps,2:40rps,4:0",
+            "--output",
+            str(out),
+            "--slo-ms",
+            "50",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "rate" and len(doc["timeline"]) == 4
+    assert doc["summary"]["errors"] == 0
+    assert 100 <= doc["summary"]["sent"] <= 130  # 2 s × 20 + 2 s × 40, open loop
+    assert doc["pod_share"] == {f"{triton}:8001": 1.0}
+    assert doc["timeline"][3]["target_load"] == 40
+    assert all(row["p95_ms"] >= SERVICE_MS for row in doc["timeline"])
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert "share per pod" in result.output
+
+
+def test_bench_load_bad_input_is_a_clear_error(triton: str) -> None:
+    result = CliRunner().invoke(load, ["--url", f"{triton}:8001", "--profile", "0:1,1:0"])
+    assert result.exit_code != 0 and "--model is required" in result.output
+    result = CliRunner().invoke(
+        load, ["--url", f"{triton}:8001", "--model", "fixed", "--profile", "0:x"]
+    )
+    assert result.exit_code != 0 and "bad profile point" in result.output
+    result = CliRunner().invoke(
+        load, ["--url", f"{triton}:8001", "--model", "nope", "--profile", "0:1,1:0"]
+    )
+    assert result.exit_code != 0 and "nope" in result.output
+
+
+async def test_scraped_rates_match_the_load(triton: str) -> None:
+    """Rates and latency from Triton's own counters agree with what was sent."""
+    signature = await asyncio.to_thread(model_signature, f"{triton}:8001", "fixed")
+    target = [PodTarget("pod", triton)]
+    collector = ServiceCollector()
+    first = await scrape(target, "fixed")
+    collector.observe(first.samples, at=time.monotonic())
+    runner = LoadRunner(
+        parse_profile("0:30rps,3:0"),
+        FixedEndpoints([f"{triton}:8001"]),
+        "fixed",
+        random_inputs(signature),
+    )
+    result = await runner.run()
+    second = await scrape(target, "fixed")
+    metrics = collector.observe(second.samples, at=time.monotonic())
+    ok = sum(1 for r in result.records if r.ok)
+    assert metrics.sampled_pods == 1 and not metrics.failed_pods
+    assert metrics.windows[0].requests == ok
+    assert metrics.latency_mean_ms is not None and metrics.latency_mean_ms >= SERVICE_MS
+    assert metrics.p95_source == "summary"
+    assert metrics.latency_p95_ms is not None
+    assert metrics.latency_p95_ms >= metrics.latency_mean_ms * 0.9

@@ -1,0 +1,274 @@
+"""TrainingJobs end to end on the dev cluster: real torchrun workers as local processes.
+
+One dev cluster and one in-process operator serve the whole module; every scenario's
+TrainingJob is submitted up front so they run side by side, and a recorder thread keeps
+each job's status history (to see progress reported *during* the run).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gantry.k8s import KubeClient
+
+cluster_mod = pytest.importorskip("dev_cluster.cluster", reason="the dev cluster is not built yet")
+
+pytestmark = pytest.mark.slow
+
+API, PLURAL, NS = "gantry.dev/v1alpha1", "trainingjobs", "default"
+SMALL = {"requests": {"cpu": "100m", "memory": "128Mi"}}
+DIGITS = ["python", "-m", "training_jobs.examples.digits"]
+SLEEPER = ["python", "-c", "import time; time.sleep(600)"]
+FAILING = [
+    "python",
+    "-c",
+    "import sys; print('loading shard 7'); print('ValueError: corrupt shard 7'); sys.exit(3)",
+]
+
+
+def training_job(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "TrainingJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"resources": SMALL, **spec},
+    }
+
+
+def claim(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+
+def checkpoint(claim_name: str) -> dict[str, Any]:
+    return {"volume": {"persistentVolumeClaim": {"claimName": claim_name}}}
+
+
+SCENARIOS = {
+    "digits": training_job(
+        "digits",
+        command=DIGITS,
+        args=["--epochs", "12", "--lr", "0.01"],
+        workers=2,
+        gpusPerWorker=0,
+        checkpoint=checkpoint("ckpt-digits"),
+        output={"storageUri": "pvc://models/digits/v1"},
+    ),
+    "resume": training_job(
+        "resume",
+        command=DIGITS,
+        args=["--epochs", "4", "--fail-at-epoch", "3", "--epoch-sleep", "0.5"],
+        workers=2,
+        backoffLimit=2,
+        checkpoint=checkpoint("ckpt-resume"),
+    ),
+    "broken": training_job("broken", command=FAILING, backoffLimit=0, ttlSecondsAfterFinished=3),
+    "deadline": training_job("deadline", command=SLEEPER, activeDeadlineSeconds=4),
+    "held": training_job("held", command=SLEEPER, suspend=True),
+    "gpu": training_job("gpu", command=SLEEPER, gpusPerWorker=1),
+    "lost": training_job("lost", command=SLEEPER, workers=2, backoffLimit=1),
+}
+
+
+@dataclass
+class Recorder:
+    """Polls every scenario's TrainingJob and keeps each distinct status it saw."""
+
+    client: KubeClient
+    history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for name in SCENARIOS:
+                obj = self.client.get(API, PLURAL, name, NS)
+                status = (obj or {}).get("status") or {}
+                seen = self.history.setdefault(name, [])
+                if status and (not seen or seen[-1] != status):
+                    seen.append(status)
+            self.stop.wait(0.3)
+
+    def wait_for(
+        self, name: str, test: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for status in list(self.history.get(name, [])):
+                if test(status):
+                    return status
+            time.sleep(0.3)
+        last = (self.history.get(name) or [{}])[-1]
+        raise AssertionError(f"{name}: condition not met within {timeout:g}s; last status {last}")
+
+
+@dataclass
+class Env:
+    cluster: Any
+    client: KubeClient
+    recorder: Recorder
+    state: Path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    from gantry.controller.testing import run_operator_in_thread
+
+    state = tmp_path_factory.mktemp("devcluster")
+    with (
+        cluster_mod.DevCluster(state, operator=False) as cluster,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("GANTRY_API_URL", cluster.url)  # pods report progress over plain HTTP
+        client = KubeClient.for_url(cluster.url)
+        for name in ("models", "ckpt-digits", "ckpt-resume"):
+            client.create(claim(name))
+        operator = run_operator_in_thread(str(cluster.kubeconfig))
+        recorder = Recorder(client)
+        poller = threading.Thread(target=recorder.run, daemon=True)
+        poller.start()
+        try:
+            for body in SCENARIOS.values():
+                client.create(body)
+            yield Env(cluster, client, recorder, state)
+        finally:
+            recorder.stop.set()
+            poller.join(5)
+            for name in SCENARIOS:
+                client.delete(API, PLURAL, name, NS)
+            operator.stop()
+            client.close()
+
+
+def phase(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: status.get("phase") in phases
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions") or [] if c["type"] == type_)
+
+
+def pods_of(env: Env, name: str) -> list[dict[str, Any]]:
+    return env.client.list("v1", "pods", NS, label_selector=f"gantry.dev/trainingjob={name}")
+
+
+def test_gpu_job_on_a_gpu_less_cluster_is_pending_unschedulable(env: Env) -> None:
+    status = env.recorder.wait_for(
+        "gpu",
+        lambda s: any(
+            c["type"] == "Scheduled" and c["reason"] == "Unschedulable"
+            for c in s.get("conditions") or []
+        ),
+        timeout=60,
+    )
+    assert status["phase"] == "Pending"
+    assert "nvidia.com/gpu" in condition(status, "Scheduled")["message"]
+
+
+def test_failing_command_without_retries_fails_with_its_log_lines(env: Env) -> None:
+    status = env.recorder.wait_for("broken", phase("Failed"), timeout=120)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert "exited with code 3" in failed["message"], failed["message"]
+    assert "ValueError: corrupt shard 7" in failed["message"]
+    assert status["attempts"] == 1
+
+
+def test_finished_job_is_deleted_after_its_ttl(env: Env) -> None:
+    env.recorder.wait_for("broken", phase("Failed"), timeout=120)
+    deadline = time.monotonic() + 60
+    while env.client.get(API, PLURAL, "broken", NS) is not None:
+        assert time.monotonic() < deadline, "TrainingJob outlived ttlSecondsAfterFinished"
+        time.sleep(0.5)
+
+
+def test_deadline_exceeded_stops_the_workers(env: Env) -> None:
+    status = env.recorder.wait_for("deadline", phase("Failed"), timeout=120)
+    assert condition(status, "Failed")["reason"] == "DeadlineExceeded"
+    deadline = time.monotonic() + 60
+    while any(p["status"].get("phase") in ("Pending", "Running") for p in pods_of(env, "deadline")):
+        assert time.monotonic() < deadline, "deadline workers still running"
+        time.sleep(0.5)
+
+
+def test_suspended_job_has_no_pods_until_resumed(env: Env) -> None:
+    env.recorder.wait_for("held", phase("Suspended"), timeout=60)
+    assert pods_of(env, "held") == []
+    assert (
+        env.client.list("batch/v1", "jobs", NS, label_selector="gantry.dev/trainingjob=held") == []
+    )
+    env.client.patch(API, PLURAL, "held", NS, {"spec": {"suspend": False}})
+    status = env.recorder.wait_for("held", phase("Running"), timeout=120)
+    assert status["attempts"] == 1
+    assert [p["status"]["phase"] for p in pods_of(env, "held")] == ["Running"]
+    env.client.patch(API, PLURAL, "held", NS, {"spec": {"suspend": True}})
+    env.recorder.wait_for("held", phase("Suspended"), timeout=60)
+    deadline = time.monotonic() + 60
+    while any(p["status"].get("phase") == "Running" for p in pods_of(env, "held")):
+        assert time.monotonic() < deadline, "suspended workers still running"
+        time.sleep(0.5)
+
+
+def test_deleting_a_worker_pod_restarts_every_worker(env: Env) -> None:
+    env.recorder.wait_for("lost", phase("Running"), timeout=180)
+    first = {p["metadata"]["name"] for p in pods_of(env, "lost")}
+    victim = sorted(first)[-1]
+    env.client.delete("v1", "pods", victim, NS)
+    status = env.recorder.wait_for(
+        "lost", lambda s: s.get("attempts") == 2 and s.get("phase") == "Running", timeout=240
+    )
+    assert any(
+        s.get("phase") == "Restarting" and "was deleted" in (s.get("message") or "")
+        for s in env.recorder.history["lost"]
+    )
+    running = [p for p in pods_of(env, "lost") if p["status"].get("phase") == "Running"]
+    assert len(running) == 2 and all(p["metadata"]["name"] not in first for p in running)
+    assert status["workers"]["active"] == 2
+
+
+def test_failed_attempt_resumes_from_the_checkpoint(env: Env) -> None:
+    status = env.recorder.wait_for("resume", phase("Succeeded", "Failed"), timeout=400)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["attempts"] == 2
+    history = env.recorder.history["resume"]
+    assert any(s.get("phase") == "Restarting" for s in history)
+    rank0 = next(
+        p
+        for p in pods_of(env, "resume")
+        if p["metadata"]["labels"].get("gantry.dev/attempt") == "2"
+        and p["metadata"]["labels"].get("batch.kubernetes.io/job-completion-index") == "0"
+    )
+    log = env.client.pod_log(NS, rank0["metadata"]["name"])
+    assert "resumed from checkpoint" in log
+
+
+def test_digits_ddp_on_two_workers_succeeds_with_an_exported_model(env: Env) -> None:
+    status = env.recorder.wait_for("digits", phase("Succeeded", "Failed"), timeout=500)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["attempts"] == 1
+    during = [s for s in env.recorder.history["digits"] if s.get("phase") == "Running"]
+    assert any((s.get("progress") or {}).get("epoch") for s in during), "progress while running"
+    model = status["model"]
+    assert model["uri"] == "pvc://models/digits/v1"
+    assert model["metrics"]["test_accuracy"] >= 0.90
+    assert {"onnx", "torchscript"} <= set(model["formats"])
+    out = env.state / "pvc" / NS / "models" / "digits" / "v1"
+    assert {"model.onnx", "model.pt", "metadata.json"} <= {p.name for p in out.iterdir()}
+    assert condition(status, "Succeeded")["status"] == "True"
+    events = [
+        e["reason"]
+        for e in env.client.list("v1", "events", NS)
+        if e["involvedObject"].get("name") == "digits"
+        and e["involvedObject"].get("kind") == "TrainingJob"
+    ]
+    assert {"Created", "Running", "Succeeded"} <= set(events)
