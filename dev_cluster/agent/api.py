@@ -100,8 +100,12 @@ class APIClient:
     def __init__(self, server: str) -> None:
         self.server = server.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A straggler after shutdown would otherwise open a session nobody closes.
+            raise APIError(0, {"reason": "ClientClosed", "message": "the API client is closed"})
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -109,6 +113,7 @@ class APIClient:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

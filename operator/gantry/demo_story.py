@@ -128,6 +128,8 @@ class Story:
         _say("2. Serve: an InferenceService optimizes the model and runs Triton")
         (doc,) = _examples("inferenceservice-digits.yaml")
         doc = copy.deepcopy(doc)
+        # Small pods, so three replicas fit on a laptop-sized dev node (2 CPUs here).
+        doc["spec"]["resources"] = {"requests": {"cpu": "250m", "memory": "512Mi"}}
         doc["spec"]["autoscaling"] = {
             "minReplicas": 1,
             "maxReplicas": 3,

@@ -23,11 +23,8 @@ from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.config import OperatorConfig, TritonBackend
 from gantry.inferenceservice import names
 from gantry.inferenceservice.model_source import ResolvedModel
-from gantry.inferenceservice.podspec import (
-    container_security_context,
-    pod_security_context,
-    resources_with_gpus,
-)
+from gantry.inferenceservice.podspec import resources_with_gpus
+from gantry.k8s.security import container_security_context, pod_security_context
 
 CONTAINER = "optimize"
 FETCH_CONTAINER = "fetch-model"

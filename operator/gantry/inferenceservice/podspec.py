@@ -1,4 +1,4 @@
-"""Pod pieces shared by the optimize Job and the Triton Deployment."""
+"""Pod resources shared by the optimize Job and the Triton Deployment."""
 
 from __future__ import annotations
 
@@ -6,26 +6,7 @@ from typing import Any
 
 from gantry.api.common import ResourceRequirements
 from gantry.api.inferenceservice import GPU_RESOURCE
-from gantry.config import OperatorConfig, PodResources
-
-
-def pod_security_context(config: OperatorConfig) -> dict[str, Any]:
-    """Non-root with a group that can write the claims (fsGroup)."""
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": config.run_as_user,
-        "runAsGroup": config.run_as_user,
-        "fsGroup": config.run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def container_security_context() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "runAsNonRoot": True,
-    }
+from gantry.config import PodResources
 
 
 def resources_with_gpus(defaults: PodResources, gpus: int) -> dict[str, Any]:

@@ -26,11 +26,8 @@ from typing import Any
 from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.config import OperatorConfig
 from gantry.inferenceservice import names
-from gantry.inferenceservice.podspec import (
-    container_security_context,
-    pod_security_context,
-    serving_resources,
-)
+from gantry.inferenceservice.podspec import serving_resources
+from gantry.k8s.security import container_security_context, pod_security_context
 
 CONTAINER = "triton"
 STAGE_CONTAINER = "stage-model"

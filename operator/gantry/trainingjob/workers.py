@@ -13,6 +13,7 @@ from typing import Any
 from gantry.api.common import parse_storage_uri
 from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
+from gantry.k8s.security import container_security_context, pod_security_context
 from gantry.trainingjob import naming
 from gantry.trainingjob.summary import SUMMARY_SCRIPT
 
@@ -155,23 +156,6 @@ def worker_resources(spec: TrainingJobSpec, config: OperatorConfig) -> dict[str,
     return resources
 
 
-def pod_security(config: OperatorConfig) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": config.run_as_user,
-        "runAsGroup": config.run_as_user,
-        "fsGroup": config.run_as_user,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-CONTAINER_SECURITY = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "runAsNonRoot": True,
-}
-
-
 def labels_for(name: str, attempt: int) -> dict[str, str]:
     return {naming.LABEL_JOB: name, naming.LABEL_ATTEMPT: str(attempt)}
 
@@ -208,7 +192,7 @@ def worker_job(
         ),
         "ports": [{"name": "rendezvous", "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": mounts,
-        "securityContext": dict(CONTAINER_SECURITY),
+        "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -219,7 +203,7 @@ def worker_job(
         "restartPolicy": "Never",
         "subdomain": naming.service_name(name),
         "serviceAccountName": naming.trainer_name(name),
-        "securityContext": pod_security(config),
+        "securityContext": pod_security_context(config),
         "containers": [container],
         "volumes": volumes,
     }
