@@ -72,9 +72,7 @@ def cluster() -> Iterator[Any]:
         pytest.skip(reason)
     from dev_cluster.cluster import DevCluster
 
-    # Outside /tmp: the operator pod mounts an emptyDir over /tmp, which would hide a state
-    # directory (pod volumes, kubeconfig) kept there.
-    state = Path(tempfile.mkdtemp(prefix="gantry-chart-", dir="/var/tmp"))
+    state = Path(tempfile.mkdtemp(prefix="gantry-chart-"))
     dev = DevCluster(state, operator=False, backoff_base=0.5)
     try:
         dev.start()

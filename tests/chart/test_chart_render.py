@@ -205,7 +205,7 @@ def test_operator_pod_is_locked_down(render: Render) -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/tmp"] == "tmp"
+    assert mounts["/run/gantry"] == "tmp"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["tmp"]
     assert container["image"] == "ghcr.io/gantry-dev/gantry-operator:0.1.0"
