@@ -193,3 +193,13 @@ def logs(
     except ApiException as exc:
         raise click.ClickException(f"{exc.status} {exc.reason}: {exc.body}") from exc
     click.echo(text, nl=False)
+
+
+def _mount_api_command() -> None:
+    """`gantry dev api`: the emulated API server alone (no node agent, no operator)."""
+    from .apiserver.cli import api_command
+
+    dev.add_command(api_command, "api")
+
+
+_mount_api_command()
