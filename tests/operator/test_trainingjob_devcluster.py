@@ -7,6 +7,9 @@ each job's status history (to see progress reported *during* the run).
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +76,14 @@ SCENARIOS = {
         backoffLimit=2,
         checkpoint=checkpoint("ckpt-resume"),
     ),
+    "killed": training_job(
+        "killed",
+        command=DIGITS,
+        args=["--epochs", "6", "--epoch-sleep", "1.5"],
+        workers=2,
+        backoffLimit=2,
+        checkpoint=checkpoint("ckpt-killed"),
+    ),
     "broken": training_job("broken", command=FAILING, backoffLimit=0, ttlSecondsAfterFinished=3),
     "deadline": training_job("deadline", command=SLEEPER, activeDeadlineSeconds=4),
     "held": training_job("held", command=SLEEPER, suspend=True),
@@ -131,7 +142,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ):
         mp.setenv("GANTRY_API_URL", cluster.url)  # pods report progress over plain HTTP
         client = KubeClient.for_url(cluster.url)
-        for name in ("models", "ckpt-digits", "ckpt-resume"):
+        for name in ("models", "ckpt-digits", "ckpt-resume", "ckpt-killed"):
             client.create(claim(name))
         operator = run_operator_in_thread(str(cluster.kubeconfig))
         recorder = Recorder(client)
@@ -250,6 +261,45 @@ def test_failed_attempt_resumes_from_the_checkpoint(env: Env) -> None:
     )
     log = env.client.pod_log(NS, rank0["metadata"]["name"])
     assert "resumed from checkpoint" in log
+
+
+def _worker_pids(job: str, attempt: str, rank: str) -> list[int]:
+    """Training processes (torchrun's children, which carry RANK) of one job's attempt."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        wanted = {f"GANTRY_JOB_NAME={job}", f"GANTRY_ATTEMPT={attempt}", f"RANK={rank}"}
+        if wanted <= {e.decode(errors="replace") for e in environ}:
+            found.append(int(proc.name))
+    return found
+
+
+def test_killing_a_worker_process_resumes_from_the_checkpoint(env: Env) -> None:
+    env.recorder.wait_for(
+        "killed", lambda s: ((s.get("progress") or {}).get("epoch") or 0) >= 2, timeout=300
+    )
+    pids = _worker_pids("killed", "1", "1")
+    assert pids, "rank 1's training process of attempt 1 is running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    status = env.recorder.wait_for("killed", phase("Succeeded", "Failed"), timeout=400)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["attempts"] == 2
+    rank0 = next(
+        p
+        for p in pods_of(env, "killed")
+        if p["metadata"]["labels"].get("gantry.dev/attempt") == "2"
+        and p["metadata"]["labels"].get("batch.kubernetes.io/job-completion-index") == "0"
+    )
+    log = env.client.pod_log(NS, rank0["metadata"]["name"])
+    resumed = re.search(r"resumed from checkpoint \S+: starting at epoch (\d+)/6", log)
+    assert resumed, log[-2000:]
+    assert int(resumed.group(1)) >= 2, "the epochs before the kill are not trained again"
 
 
 def test_digits_ddp_on_two_workers_succeeds_with_an_exported_model(env: Env) -> None:
