@@ -118,9 +118,10 @@ class OperatorConfig(BaseModel):
     )
     run_as_user: int = Field(default=1000, ge=1, description="UID of every pod Gantry creates.")
     master_port_range: tuple[int, int] = Field(
-        default=(29500, 29999),
-        description="torchrun master ports are derived from the job's uid within this range, "
-        "so two jobs never collide on a node that shares one network (the dev cluster).",
+        default=(20000, 32767),
+        description="torchrun master ports are derived from the job's uid within this range "
+        "(below Linux's ephemeral ports): wide, so that jobs sharing one network (the dev "
+        "cluster's pods share the host's) practically never pick the same port.",
     )
 
     @field_validator("triton_backends", "watch_namespaces", mode="before")

@@ -304,7 +304,7 @@ def test_killing_a_worker_process_resumes_from_the_checkpoint(env: Env) -> None:
 
 def test_digits_ddp_on_two_workers_succeeds_with_an_exported_model(env: Env) -> None:
     status = env.recorder.wait_for("digits", phase("Succeeded", "Failed"), timeout=500)
-    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["phase"] == "Succeeded", status.get("conditions")
     assert status["attempts"] == 1
     during = [s for s in env.recorder.history["digits"] if s.get("phase") == "Running"]
     assert any((s.get("progress") or {}).get("epoch") for s in during), "progress while running"
