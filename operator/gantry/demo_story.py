@@ -2,9 +2,9 @@
 
 Train → serve → predict → load → autoscale, with real processes: `torchrun` workers, an
 optimize Job running ONNX Runtime behind the accuracy gate, `tritonserver` pods and gRPC
-clients. The manifests are the ones in `examples/`, with two demo-sized changes (fewer
-epochs are not needed: the digits CNN trains in about a minute; a short scale-down window
-so the demo can show it).
+clients. The manifests are the ones in `examples/`, with demo-sized autoscaling for the
+InferenceService (a throughput target a laptop reaches, a 20 s scale-down window so the
+demo shows it, small pods so three fit on a 2-CPU dev node).
 """
 
 from __future__ import annotations
