@@ -20,6 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from gantry.k8s.errors import ApiError, NotFound, from_status
+from gantry.k8s.quantity import canonical_quantities
 
 PatchType = Literal["merge", "json", "strategic"]
 ApplyResult = Literal["created", "updated", "unchanged"]
@@ -300,7 +301,8 @@ class KubeClient:
         """Make the object match `desired` in the fields we set; leave the rest alone.
 
         Create when absent; otherwise merge-patch our fields when any of them differs
-        (server defaults and server-set metadata do not count as differences).
+        (server defaults, server-set metadata and quantities the server rewrote in its
+        canonical form, `2048Mi` as `2Gi`, do not count as differences).
         """
         api_version, kind, meta = _identity(desired)
         plural = plural_of(kind)
@@ -309,7 +311,7 @@ class KubeClient:
         owned = owned_fields(desired)
         if current is None:
             return self.create(owned), "created"
-        if _contains(owned_fields(current), owned):
+        if _contains(canonical_quantities(owned_fields(current)), canonical_quantities(owned)):
             return current, "unchanged"
         patched = self.patch(api_version, plural, meta["name"], namespace, owned)
         return patched, "updated"
