@@ -125,8 +125,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         "pods",
-        ("list",),
-        "worker and optimize pod states and termination messages (model/optimize reports)",
+        ("list", "watch"),
+        "worker and optimize pod states and termination messages (model/optimize reports); "
+        "kopf watches worker pods (`@kopf.on.event`) to notice a worker deleted mid-run",
     ),
     Rule(
         "",
