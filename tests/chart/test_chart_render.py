@@ -171,7 +171,9 @@ def test_defaults_install_operator_crds_and_cluster_rbac(render: Render) -> None
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
         [
-            "ClusterRole",
+            "ClusterRole",  # the operator's
+            "ClusterRole",  # <release>-edit, aggregated into admin/edit
+            "ClusterRole",  # <release>-view, aggregated into view
             "ClusterRoleBinding",
             "ConfigMap",
             "CustomResourceDefinition",
