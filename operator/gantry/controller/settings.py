@@ -6,7 +6,8 @@ Environment (beside `gantry.config`'s GANTRY_* fields):
 - GANTRY_METRICS_PORT: Prometheus /metrics port (default 8081; 0 turns it off).
 - GANTRY_LIVENESS: liveness URL (default http://0.0.0.0:8080/healthz; empty turns it off).
 - GANTRY_RECONCILE_INTERVAL: seconds between level-triggered reconciles (default 1).
-- GANTRY_API_URL: API URL handed to training pods (dev cluster); unset on real clusters.
+- GANTRY_API_URL: API URL handed to training pods; they use it only outside a cluster (in
+  a pod, KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount always win).
 """
 
 from __future__ import annotations

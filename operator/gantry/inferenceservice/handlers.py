@@ -8,16 +8,15 @@ are all picked up without watching every child kind. Passes of one object never 
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 import kopf
 
+from gantry.controller.connection import kube_client
 from gantry.controller.metrics import observe_reconcile
 from gantry.controller.settings import operator_config, reconcile_interval
 from gantry.inferenceservice.apply import reconcile_once
-from gantry.k8s.client import KubeClient
 from gantry.k8s.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -25,16 +24,11 @@ log = logging.getLogger(__name__)
 KIND = "InferenceService"
 
 
-@functools.cache
-def _client() -> KubeClient:
-    return KubeClient()
-
-
 @kopf.timer("gantry.dev", "v1alpha1", "inferenceservices", interval=reconcile_interval())
 def reconcile_inferenceservice(*, name: str, namespace: str | None, **_: Any) -> None:
     with observe_reconcile(KIND):
         try:
-            reconcile_once(_client(), name, namespace or "default", operator_config())
+            reconcile_once(kube_client(), name, namespace or "default", operator_config())
         except ApiError as err:
             # Transient API trouble: retried shortly; the operator keeps running.
             raise kopf.TemporaryError(f"API error while reconciling: {err}", delay=2) from err
