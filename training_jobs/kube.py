@@ -1,8 +1,9 @@
 """Just enough Kubernetes API client to merge-patch a status, on the standard library.
 
 The training image stays lean (no ``kubernetes`` package); in-cluster discovery follows
-the standard service-account conventions, with overrides for the dev cluster's plain
-HTTP API. The bearer token is read per request (kubelet rotates it) and never logged.
+the standard service-account conventions: https to KUBERNETES_SERVICE_HOST/PORT, the server
+verified with the service account's ``ca.crt``. The bearer token is read per request
+(kubelet rotates it) and never logged.
 """
 
 from __future__ import annotations
@@ -39,20 +40,23 @@ class ApiTarget:
 def discover_api(env: Mapping[str, str] | None = None) -> ApiTarget | None:
     """The in-cluster API endpoint, or None outside a cluster.
 
-    ``GANTRY_API_URL`` overrides ``KUBERNETES_SERVICE_HOST``/``_PORT``;
+    In a pod (``KUBERNETES_SERVICE_HOST`` set) that is always
+    ``https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT``. Outside a cluster,
+    ``GANTRY_API_URL`` names an API server to report to (a local run, tests).
     ``GANTRY_SERVICEACCOUNT_DIR`` overrides the service-account mount.
     """
     env = os.environ if env is None else env
     sa_dir = Path(env.get("GANTRY_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR)
-    url = env.get("GANTRY_API_URL", "").rstrip("/")
-    if not url:
-        host = env.get("KUBERNETES_SERVICE_HOST")
-        if not host:
-            return None
+    host = env.get("KUBERNETES_SERVICE_HOST")
+    if host:
         port = env.get("KUBERNETES_SERVICE_PORT") or "443"
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         url = f"https://{host}:{port}"
+    else:
+        url = env.get("GANTRY_API_URL", "").rstrip("/")
+        if not url:
+            return None
     token = sa_dir / "token"
     ca = sa_dir / "ca.crt"
     ns_file = sa_dir / "namespace"

@@ -285,8 +285,13 @@ def test_discover_api_in_cluster_and_overrides(sa_dir: Path) -> None:
         {"KUBERNETES_SERVICE_HOST": "fd00::1", "GANTRY_SERVICEACCOUNT_DIR": "/nope"}
     )
     assert ipv6 is not None and ipv6.base_url == "https://[fd00::1]:443" and ipv6.token_file is None
-    dev = discover_api({"GANTRY_API_URL": "http://127.0.0.1:6443/", "KUBERNETES_SERVICE_HOST": "x"})
-    assert dev is not None and dev.base_url == "http://127.0.0.1:6443"
+    # In a pod, an API URL in the environment never replaces the service's verified https.
+    pod = discover_api(
+        {"GANTRY_API_URL": "http://127.0.0.1:6443/", "KUBERNETES_SERVICE_HOST": "127.0.0.1"}
+    )
+    assert pod is not None and pod.base_url == "https://127.0.0.1:443"
+    outside = discover_api({"GANTRY_API_URL": "http://127.0.0.1:6443/"})
+    assert outside is not None and outside.base_url == "http://127.0.0.1:6443"
     assert discover_api({}) is None
 
 
