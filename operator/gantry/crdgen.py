@@ -80,7 +80,11 @@ def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
     if "anyOf" in node:
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if node.get("x-kubernetes-int-or-string"):
-            pass  # int | str quantities: the extension alone describes them
+            # int | str quantities: the extension describes both; the string's bound stays
+            # (a rule reading the value needs it, and it applies to strings only).
+            for option in options:
+                if option.get("type") == "string" and "maxLength" in option:
+                    node["maxLength"] = option["maxLength"]
         elif len(options) == 1:
             inner = structural(options[0], defs)
             extras = {k: v for k, v in node.items() if k != "default" or v is not None}
@@ -167,7 +171,10 @@ def _root(spec: Schema, status: Schema, description: str) -> Schema:
                 "description": "Versioned schema of this object: gantry.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": "The REST resource this object represents."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server owns metadata's schema and rejects any other keyword here
+            # (a description included): "must not specify anything other than name and
+            # generateName".
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": _conditions_as_map(status),
         },

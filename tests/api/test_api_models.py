@@ -104,3 +104,64 @@ def test_bad_name_is_rejected() -> None:
     doc = {**TRAINING_JOB, "metadata": {"name": "Digits_CNN"}}
     with pytest.raises(ValueError, match=r"metadata\.name"):
         validate_manifest(doc)
+
+
+def _tj(**spec: Any) -> dict[str, Any]:
+    return {"command": ["python", "train.py"], **spec}
+
+
+@pytest.mark.parametrize(
+    ("model", "spec", "field"),
+    [
+        (TrainingJobSpec, _tj(env=[{"name": f"V{i}", "value": "x"} for i in range(101)]), "env"),
+        (TrainingJobSpec, _tj(env=[{"name": "V" * 254}]), "env.0.name"),
+        (TrainingJobSpec, _tj(command=["python"] * 65), "command"),
+        (TrainingJobSpec, _tj(args=["x" * 4097]), "args.0"),
+        (TrainingJobSpec, _tj(image="r/" + "i" * 1023), "image"),
+        (
+            TrainingJobSpec,
+            _tj(volumes=[{"name": f"v{i}", "emptyDir": {}} for i in range(51)]),
+            "volumes",
+        ),
+        (TrainingJobSpec, _tj(volumes=[{"name": "v" * 64, "emptyDir": {}}]), "volumes.0.name"),
+        (TrainingJobSpec, _tj(nodeSelector={"zone": "z" * 64}), "nodeSelector.zone"),
+        (
+            TrainingJobSpec,
+            _tj(resources={"requests": {f"example.com/r{i}": 1 for i in range(33)}}),
+            "resources.requests",
+        ),
+        (
+            TrainingJobSpec,
+            _tj(resources={"limits": {"memory": "1" + "0" * 62 + "Mi"}}),
+            "resources.limits",
+        ),
+        (
+            InferenceServiceSpec,
+            {
+                "model": {"storageUri": "s3://bucket/m"},
+                "optimization": {"maxBatchSize": 64},
+                "triton": {"dynamicBatching": {"preferredBatchSizes": [1] * 33}},
+            },
+            "triton.dynamicBatching.preferredBatchSizes",
+        ),
+    ],
+    ids=[
+        "env-items",
+        "env-name",
+        "command-items",
+        "arg-length",
+        "image-length",
+        "volumes-items",
+        "volume-name",
+        "node-selector-value",
+        "resource-names",
+        "quantity-length",
+        "batch-sizes-items",
+    ],
+)
+def test_models_enforce_the_crd_bounds(model: Any, spec: dict[str, Any], field: str) -> None:
+    """The same bounds the CRD publishes (they keep its CEL rules within cost budget)."""
+    with pytest.raises(ValidationError) as err:
+        model.model_validate(spec)
+    locations = [".".join(str(p) for p in e["loc"]) for e in err.value.errors()]
+    assert any(loc.startswith(field) for loc in locations), locations

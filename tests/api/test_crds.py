@@ -56,6 +56,32 @@ def test_schema_is_structural_and_explained(filename: str) -> None:
             assert node["exclusiveMinimum"] is True and "minimum" in node, path
 
 
+def _unbounded(path: str, node: dict[str, Any]) -> str | None:
+    if node.get("type") == "array" and "maxItems" not in node:
+        return f"{path}: array without maxItems"
+    if "additionalProperties" in node and "maxProperties" not in node:
+        return f"{path}: map without maxProperties"
+    is_string = node.get("type") == "string" or node.get("x-kubernetes-int-or-string")
+    if is_string and "enum" not in node and "maxLength" not in node:
+        return f"{path}: string without maxLength"
+    return None
+
+
+@pytest.mark.parametrize("filename", sorted(CRDS))
+def test_every_list_map_and_string_of_the_spec_is_bounded(filename: str) -> None:
+    """kube-apiserver estimates CEL rule cost from these bounds; an unbounded one sinks the CRD.
+
+    The spec is where the rules are, and its rules read most of it; bounding all of it keeps
+    a new field from silently pushing a rule over the budget. Opaque core/v1 objects
+    (volume sources, valueFrom) are passed through, not read by any rule.
+    """
+    schema = CRDS[filename]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    problems = [
+        _unbounded(path, node) for path, node in _walk(schema["properties"]["spec"], "spec")
+    ]
+    assert [p for p in problems if p] == []
+
+
 def test_status_and_scale_subresources() -> None:
     tj = CRDS["gantry.dev_trainingjobs.yaml"]["spec"]
     isvc = CRDS["gantry.dev_inferenceservices.yaml"]["spec"]

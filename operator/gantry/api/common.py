@@ -18,6 +18,31 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Kubernetes' DNS-1123 label and subdomain rules (names of claims, secrets, jobs).
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+# --- bounds -----------------------------------------------------------------------
+# kube-apiserver estimates the worst-case cost of every CEL rule from the schema and
+# rejects a CRD whose rules could exceed its budget; an unbounded list or string counts
+# as "as large as a whole request". So every list, map and string a rule reads has a
+# bound, and the models enforce the same bounds. Where Kubernetes has a limit for the
+# same thing it is used; elsewhere the bound is far above any real use.
+MAX_NAME_LENGTH = 253  # DNS-1123 subdomain: object names; also env var names
+MAX_LABEL_LENGTH = 63  # DNS-1123 label: volume names; label values
+MAX_QUALIFIED_NAME_LENGTH = 317  # label or taint key: DNS-1123 prefix (253) / name (63)
+MAX_IMAGE_LENGTH = 1024  # registry host (253) + repository (255) + tag (128) or digest
+MAX_PATH_LENGTH = 4096  # PATH_MAX: mountPath, subPath
+MAX_COMMAND_ITEMS = 64
+MAX_ARGS_ITEMS = 256
+MAX_ARG_LENGTH = 4096  # one argument of command or args
+MAX_ENV_ITEMS = 100
+MAX_ENV_VALUE_LENGTH = 32768
+MAX_VOLUMES = 50
+MAX_VOLUME_MOUNTS = 100  # more than volumes: one volume may be mounted at several subPaths
+MAX_RESOURCE_NAMES = 32  # entries of resources.requests / resources.limits
+MAX_QUANTITY_LENGTH = 64  # a quantity written as a string, e.g. 16Gi
+MAX_NODE_SELECTOR = 64  # labels in nodeSelector
+MAX_TOLERATIONS = 64
+MAX_BATCH_SIZES = 32  # Triton preferred batch sizes
+
 STORAGE_URI_PATTERN = (
     r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$"
 )
@@ -171,7 +196,7 @@ StorageUri = Annotated[
 # --- pod knobs shared by both kinds -------------------------------------------------
 
 Quantity = Annotated[
-    int | str,
+    int | Annotated[str, Field(max_length=MAX_QUANTITY_LENGTH)],
     Field(
         json_schema_extra={"x-kubernetes-int-or-string": True},
         description="A Kubernetes quantity such as 4, 500m or 16Gi.",
@@ -194,8 +219,10 @@ def check_quantities(resources: dict[str, dict[str, int | str]]) -> None:
 class EnvVar(ApiModel):
     """A container environment variable (core/v1 EnvVar)."""
 
-    name: str = Field(min_length=1, description="Variable name.")
-    value: str | None = Field(default=None, description="Literal value.")
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH, description="Variable name.")
+    value: str | None = Field(
+        default=None, max_length=MAX_ENV_VALUE_LENGTH, description="Literal value."
+    )
     value_from: OpenObject | None = Field(
         default=None,
         description="Source for the value (secretKeyRef, configMapKeyRef, fieldRef, …).",
@@ -223,23 +250,33 @@ class ResourceRequirements(ApiModel):
     }
 
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. {cpu: '4', memory: 16Gi}."
+        default_factory=dict,
+        max_length=MAX_RESOURCE_NAMES,
+        description="Minimum resources, e.g. {cpu: '4', memory: 16Gi}.",
     )
     limits: dict[str, Quantity] = Field(
-        default_factory=dict, description="Maximum resources, e.g. {nvidia.com/gpu: 1}."
+        default_factory=dict,
+        max_length=MAX_RESOURCE_NAMES,
+        description="Maximum resources, e.g. {nvidia.com/gpu: 1}.",
     )
 
 
 class Toleration(ApiModel):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    key: str | None = Field(
+        default=None,
+        max_length=MAX_QUALIFIED_NAME_LENGTH,
+        description="Taint key the toleration applies to.",
+    )
     operator: str | None = Field(
         default=None,
         description="Exists or Equal (default Equal).",
         json_schema_extra={"enum": ["Exists", "Equal"]},
     )
-    value: str | None = Field(default=None, description="Taint value to match with Equal.")
+    value: str | None = Field(
+        default=None, max_length=MAX_LABEL_LENGTH, description="Taint value to match with Equal."
+    )
     effect: str | None = Field(
         default=None,
         description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all.",
@@ -253,19 +290,31 @@ class Toleration(ApiModel):
 class Volume(OpenObject):
     """A pod volume (core/v1 Volume), passed to the worker pods unchanged."""
 
-    name: str = Field(description="Volume name, referenced by volumeMounts.")
+    name: str = Field(
+        min_length=1,
+        max_length=MAX_LABEL_LENGTH,
+        description="Volume name (a DNS-1123 label), referenced by volumeMounts.",
+    )
 
 
 class VolumeMount(ApiModel):
     """Where a volume appears in the container (core/v1 VolumeMount)."""
 
-    name: str = Field(min_length=1, description="Name of a volume in spec.volumes.")
-    mount_path: str = Field(min_length=1, description="Absolute path inside the container.")
-    sub_path: str | None = Field(default=None, description="Path within the volume.")
+    name: str = Field(
+        min_length=1, max_length=MAX_LABEL_LENGTH, description="Name of a volume in spec.volumes."
+    )
+    mount_path: str = Field(
+        min_length=1, max_length=MAX_PATH_LENGTH, description="Absolute path inside the container."
+    )
+    sub_path: str | None = Field(
+        default=None, max_length=MAX_PATH_LENGTH, description="Path within the volume."
+    )
     read_only: bool | None = Field(default=None, description="Mount read-only.")
 
 
 class LocalObjectReference(ApiModel):
     """Reference to an object in the same namespace."""
 
-    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="Name of the object.")
+    name: str = Field(
+        pattern=DNS_SUBDOMAIN, max_length=MAX_NAME_LENGTH, description="Name of the object."
+    )

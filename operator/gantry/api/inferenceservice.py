@@ -9,6 +9,11 @@ from pydantic import Field, field_validator, model_validator
 
 from gantry.api.common import (
     DNS_SUBDOMAIN,
+    MAX_BATCH_SIZES,
+    MAX_IMAGE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_NODE_SELECTOR,
+    MAX_TOLERATIONS,
     ApiModel,
     Condition,
     LocalObjectReference,
@@ -21,7 +26,7 @@ from gantry.api.common import (
     operator_bookkeeping,
     validations,
 )
-from gantry.api.trainingjob import ModelSignature, ObjectMeta
+from gantry.api.trainingjob import LabelValue, ModelSignature, ObjectMeta
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
@@ -30,7 +35,9 @@ class TrainingJobRef(ApiModel):
     """A TrainingJob in the same namespace whose exported model is served."""
 
     name: str = Field(
-        pattern=DNS_SUBDOMAIN, max_length=253, description="TrainingJob in this namespace."
+        pattern=DNS_SUBDOMAIN,
+        max_length=MAX_NAME_LENGTH,
+        description="TrainingJob in this namespace.",
     )
 
 
@@ -116,7 +123,9 @@ class DynamicBatchingSpec(ApiModel):
     """Triton's server-side dynamic batcher."""
 
     preferred_batch_sizes: list[int] = Field(
-        default_factory=list, description="Batch sizes Triton tries to form."
+        default_factory=list,
+        max_length=MAX_BATCH_SIZES,
+        description="Batch sizes Triton tries to form.",
     )
     max_queue_delay_microseconds: int = Field(
         default=100, ge=0, le=10_000_000, description="How long a request may wait for a batch."
@@ -134,7 +143,10 @@ class TritonSpec(ApiModel):
     """Settings of the Triton Inference Server pods."""
 
     image: str | None = Field(
-        default=None, min_length=1, description="Triton image; the operator's default if omitted."
+        default=None,
+        min_length=1,
+        max_length=MAX_IMAGE_LENGTH,
+        description="Triton image; the operator's default if omitted.",
     )
     dynamic_batching: DynamicBatchingSpec | None = Field(
         default=None, description="Server-side batching; absent = each request runs alone."
@@ -298,10 +310,14 @@ class InferenceServiceSpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None, description="Per Triton pod, e.g. limits: {nvidia.com/gpu: 1}."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels Triton pods (and the optimize Job) need."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NODE_SELECTOR,
+        description="Node labels Triton pods (and the optimize Job) need.",
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Taints tolerated.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=MAX_TOLERATIONS, description="Taints tolerated."
+    )
     autoscaling: AutoscalingSpec | None = Field(
         default=None, description="Scale on measured latency/throughput; replicas is ignored."
     )

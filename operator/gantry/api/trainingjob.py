@@ -11,12 +11,23 @@ activeDeadlineSeconds, ttlSecondsAfterFinished) may always change.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from gantry.api.common import (
+    MAX_ARG_LENGTH,
+    MAX_ARGS_ITEMS,
+    MAX_COMMAND_ITEMS,
+    MAX_ENV_ITEMS,
+    MAX_IMAGE_LENGTH,
+    MAX_LABEL_LENGTH,
+    MAX_NODE_SELECTOR,
+    MAX_PATH_LENGTH,
+    MAX_TOLERATIONS,
+    MAX_VOLUME_MOUNTS,
+    MAX_VOLUMES,
     ApiModel,
     Condition,
     EnvVar,
@@ -59,6 +70,10 @@ _RESERVED_CEL = (
 )
 
 
+Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_LENGTH)]
+
+
 def _immutable(field: str) -> JsonDict:
     return validations(cel("self == oldSelf", f"{field} is immutable once the job is created"))
 
@@ -73,7 +88,10 @@ class CheckpointSpec(ApiModel):
     )
     keep: int = Field(default=3, ge=1, le=100, description="Checkpoints kept (newest first).")
     mount_path: str = Field(
-        default="/gantry/checkpoints", description="Where the volume is mounted in the workers."
+        default="/gantry/checkpoints",
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        description="Where the volume is mounted in the workers.",
     )
 
     @field_validator("volume")
@@ -129,22 +147,26 @@ class TrainingJobSpec(ApiModel):
     image: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_IMAGE_LENGTH,
         description="Container image of the workers; the operator's default trainer image "
         "when omitted.",
         json_schema_extra=_immutable("image"),
     )
-    command: list[str] = Field(
+    command: list[Arg] = Field(
         min_length=1,
+        max_length=MAX_COMMAND_ITEMS,
         description="The user's entrypoint, run under torchrun, e.g. [python, -m, digits_train].",
         json_schema_extra=_immutable("command"),
     )
-    args: list[str] = Field(
+    args: list[Arg] = Field(
         default_factory=list,
+        max_length=MAX_ARGS_ITEMS,
         description="Arguments appended to command.",
         json_schema_extra=_immutable("args"),
     )
     env: list[EnvVar] = Field(
         default_factory=list,
+        max_length=MAX_ENV_ITEMS,
         description="Extra environment for every worker. torchrun's and Gantry's own names "
         "(MASTER_ADDR, RANK, PET_*, GANTRY_*, …) are reserved.",
         json_schema_extra=validations(
@@ -158,11 +180,13 @@ class TrainingJobSpec(ApiModel):
     )
     volumes: list[Volume] = Field(
         default_factory=list,
+        max_length=MAX_VOLUMES,
         description="Pod volumes (core/v1 Volume) available to volumeMounts.",
         json_schema_extra=_immutable("volumes"),
     )
     volume_mounts: list[VolumeMount] = Field(
         default_factory=list,
+        max_length=MAX_VOLUME_MOUNTS,
         description="Where volumes appear in each worker.",
         json_schema_extra=_immutable("volumeMounts"),
     )
@@ -183,11 +207,15 @@ class TrainingJobSpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None, description="CPU/memory per worker; GPU limits come from gpusPerWorker."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the workers must run on."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_NODE_SELECTOR,
+        description="Node labels the workers must run on.",
     )
     tolerations: list[Toleration] = Field(
-        default_factory=list, description="Taints the workers tolerate (e.g. nvidia.com/gpu)."
+        default_factory=list,
+        max_length=MAX_TOLERATIONS,
+        description="Taints the workers tolerate (e.g. nvidia.com/gpu).",
     )
     checkpoint: CheckpointSpec | None = Field(
         default=None,
