@@ -241,10 +241,12 @@ class ResourceRequirements(ApiModel):
             cel(
                 "!has(self.requests) || " + _WHOLE_GPUS.replace("self", "self.requests"),
                 "requests.nvidia.com/gpu must be a whole number of GPUs",
+                ".requests",
             ),
             cel(
                 "!has(self.limits) || " + _WHOLE_GPUS.replace("self", "self.limits"),
                 "limits.nvidia.com/gpu must be a whole number of GPUs",
+                ".limits",
             ),
         )
     }

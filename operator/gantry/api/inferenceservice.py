@@ -236,6 +236,7 @@ class AutoscalingSpec(ApiModel):
             cel(
                 "self.minReplicas <= self.maxReplicas",
                 "autoscaling.minReplicas must be ≤ autoscaling.maxReplicas",
+                ".minReplicas",
             )
         )
     }
@@ -287,11 +288,13 @@ class InferenceServiceSpec(ApiModel):
                 _TENSORRT_NEEDS_GPU,
                 "optimization.tensorrt.enabled needs a GPU: set resources.limits "
                 "nvidia.com/gpu, or disable TensorRT to serve with ONNX Runtime",
+                ".optimization.tensorrt.enabled",
             ),
             cel(
                 _BATCH_SIZES_FIT,
                 "triton.dynamicBatching.preferredBatchSizes must not exceed "
                 "optimization.maxBatchSize",
+                ".triton.dynamicBatching.preferredBatchSizes",
             ),
         )
     }
