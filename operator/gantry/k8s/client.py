@@ -329,7 +329,9 @@ class KubeClient:
             "GET",
             resource_path("v1", "pods", pod, namespace, "log"),
             query={"container": container, "tailLines": tail_lines},
-            accept="text/plain",
+            # The log is text/plain, but an error is a Status: kube-apiserver answers 406
+            # Not Acceptable instead of a 404 when JSON is not acceptable too.
+            accept="text/plain, application/json",
         )
         return data.decode("utf-8", "replace")
 
