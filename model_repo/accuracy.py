@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from model_repo import ort_runtime
+from model_repo.gpu import GpuInfo
 from model_repo.samples import SampleSet
 
 PRECISIONS = ("fp8", "int8", "fp16", "fp32")
@@ -75,18 +76,32 @@ class GateDecision:
 
 
 def precision_ladder(
-    requested: str, engine: Literal["tensorrt", "onnxruntime"]
+    requested: str,
+    engine: Literal["tensorrt", "onnxruntime"],
+    gpu: GpuInfo | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Precisions to try in order, and notes on rungs the engine cannot build at all."""
+    """Precisions to try in order, and notes on rungs this engine and device cannot offer.
+
+    fp8 is offered only by TensorRT on a GPU with FP8 tensor cores (compute capability
+    ≥ 8.9); elsewhere it falls to the next rung and the note says why. (Whether the Q/DQ
+    fp8 model can be made at all is found out by building it: a failure there also falls
+    through, with its own reason.)
+    """
     if requested not in PRECISIONS:
         raise ValueError(f"unknown precision {requested!r}: use one of {', '.join(PRECISIONS)}")
     ladder = [requested]
     while ladder[-1] in _NEXT_HIGHER:
         ladder.append(_NEXT_HIGHER[ladder[-1]])
     notes: list[str] = []
-    if engine == "onnxruntime" and "fp8" in ladder:
-        ladder.remove("fp8")
-        notes.append("fp8 is not available on CPU (ONNX Runtime has no fp8 kernels)")
+    if "fp8" in ladder:
+        if engine == "onnxruntime":
+            ladder.remove("fp8")
+            notes.append("fp8 is not available on CPU (ONNX Runtime has no fp8 kernels)")
+        elif gpu is not None and not gpu.has_fp8:
+            ladder.remove("fp8")
+            notes.append(
+                f"fp8 needs compute capability ≥ 8.9 (this GPU, {gpu.name}, is {gpu.capability})"
+            )
     return ladder, notes
 
 
@@ -199,9 +214,12 @@ def measure_onnx(
     samples: SampleSet,
     batched: bool,
     is_reference: bool = False,
+    batch_size: int = 32,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
 ) -> AccuracyResult:
     """Run an ONNX candidate on the samples and compare with the reference outputs."""
-    outputs = ort_runtime.run_samples(ort_runtime.session(candidate), samples, batched)
+    sess = ort_runtime.session(candidate, providers=providers)
+    outputs = ort_runtime.run_samples(sess, samples, batched, batch_size)
     return compare(precision, reference, outputs, is_reference)
 
 

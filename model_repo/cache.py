@@ -1,8 +1,11 @@
 """Engine cache: a built (and measured) model, keyed on everything that makes it valid.
 
 An engine is only reusable for the same source model, the same engine kind and version
-(TensorRT plans are tied to both TensorRT version and GPU architecture), the same device,
-precision and shape profile. The entry also records the gate's measurements, so a hit
+(a TensorRT plan loads only on the TensorRT version that built it), the same device —
+compute capability *and* GPU product, because H100 and H200 are both sm_90 but TensorRT
+picks tactics for the exact chip —, the same builder recipe (flags Gantry sets; bumped when
+they change), precision, shape profile and, for quantized precisions, the same calibration
+data. The entry also records the gate's measurements, so a hit
 skips both the build and the measurement: the thresholds are re-applied to the recorded
 numbers, which keeps a threshold change from needing a rebuild.
 """
@@ -21,25 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_repo.shapes import ShapeProfile
+
+__all__ = ["CacheEntry", "CacheKeyParts", "EngineCache", "ShapeProfile", "cache_key", "cpu_device"]
+
 RESULT_FILE = "result.json"
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """Batch range the engine is built for, plus any other dynamic axes (tensor→axis→size)."""
-
-    min_batch: int
-    opt_batch: int
-    max_batch: int
-    other_axes: tuple[tuple[str, str, int], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "minBatch": self.min_batch,
-            "optBatch": self.opt_batch,
-            "maxBatch": self.max_batch,
-            "otherAxes": [list(a) for a in self.other_axes],
-        }
 
 
 @dataclass(frozen=True)
@@ -50,6 +39,9 @@ class CacheKeyParts:
     device: str  # "sm_90" or "cpu-x86_64"
     precision: str
     profile: ShapeProfile = field(default_factory=lambda: ShapeProfile(1, 1, 1))
+    gpu_product: str = ""  # e.g. "NVIDIA-H200" (the nvidia.com/gpu.product label); "" on CPU
+    recipe: str = ""  # builder recipe version: which flags and passes produced the artifact
+    calibration_digest: str = ""  # sha256 of the calibration samples; "" when none were used
 
 
 def cpu_device() -> str:

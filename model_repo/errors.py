@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Literal
 
 Reason = Literal[
-    "ModelNotFound", "CorruptModel", "AccuracyGateFailed", "Unsupported", "StorageError"
+    "ModelNotFound",
+    "CorruptModel",
+    "AccuracyGateFailed",
+    "Unsupported",
+    "StorageError",
+    "InternalError",  # a bug or an unexpected library failure: reported, never a bare traceback
 ]
 
 

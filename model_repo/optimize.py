@@ -3,6 +3,9 @@
 Run by the operator's optimize Job. The JSON report goes to stdout and to `--report`
 (the operator passes the Kubernetes termination-message path, which keeps 4 KB); on a
 user-facing failure the report is `{"error": ..., "reason": ...}` and the exit code is 2.
+Any other exception (a bug, a library failing in a way nobody foresaw) is reported the
+same way with reason `InternalError` and exit code 1, its traceback on stderr: the
+operator always gets a report it can turn into a status condition.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -60,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", action="store_true", help="add a zero-filled warm-up sample")
     p.add_argument("--pvc-root", type=Path, default=DEFAULT_PVC_ROOT)
+    p.add_argument(
+        "--tensorrt-version",
+        help="TensorRT version of the serving Triton (e.g. 10.3.0); another one is refused",
+    )
     p.add_argument("--report", type=Path, help="also write the report here")
     return p
 
@@ -87,6 +95,7 @@ def request_from_args(args: argparse.Namespace) -> OptimizeRequest:
         warmup=args.warmup,
         intra_op_threads=args.intra_op_threads,
         pvc_root=args.pvc_root,
+        tensorrt_version=args.tensorrt_version,
     )
 
 
@@ -104,6 +113,14 @@ def compact(report: dict[str, Any]) -> str:
     return text
 
 
+def _last_frame(err: BaseException) -> str:
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" in {Path(last.filename).name}:{last.lineno} ({last.name})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     code = 0
@@ -117,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {err.filename}" if err.filename else ""
         message = f"cannot write{where}: {err.strerror}"
         report, code = {"error": message, "reason": "StorageError"}, 2
+    except Exception as err:  # never a bare traceback: the operator needs a report
+        traceback.print_exc(file=sys.stderr)
+        where = _last_frame(err)
+        message = f"unexpected {type(err).__name__}{where}: {str(err)[:600]}"
+        report, code = {"error": message, "reason": "InternalError"}, 1
     text = compact(report)
     print(text)
     if args.report:

@@ -1,46 +1,32 @@
 """CPU optimization with ONNX Runtime: graph optimization, fp16 conversion, static INT8.
 
 This path runs wherever there is no TensorRT (CPU serving, the dev cluster) and feeds
-the same accuracy gate and engine cache as the TensorRT builder.
+the same accuracy gate and engine cache as the TensorRT builder. Its INT8 model is the
+symmetric Q/DQ artifact of `model_repo.quantize` (the file TensorRT compiles) in its CPU
+encoding (`quantize.for_onnxruntime`: the same quantized values, ORT's fast kernels).
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from model_repo import quantize
 from model_repo.errors import ModelError
 from model_repo.samples import SampleSet
+from model_repo.shapes import ShapeProfile
 
 ENGINE = "onnxruntime"
+RECIPE = f"ort-3+{quantize.RECIPE}"  # bump when a pass below changes
 CPU_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def engine_version() -> str:
     return str(ort.__version__)
-
-
-class _SampleReader(CalibrationDataReader):  # type: ignore[misc]
-    """Feeds calibration samples to quantize_static one batch at a time."""
-
-    def __init__(self, samples: SampleSet, batched: bool, batch_size: int) -> None:
-        self._feeds = iter(samples.feeds(batched, batch_size))
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
 
 
 def graph_optimize(src: Path, dst: Path) -> None:
@@ -63,27 +49,9 @@ def to_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def to_int8(src: Path, dst: Path, calibration: SampleSet, batched: bool, work: Path) -> None:
-    """Static INT8 (QDQ, per-channel weights): the fast path on x86 CPUs with VNNI."""
-    prepared = work / "int8-pre.onnx"
-    try:
-        # ONNX's own shape inference is enough for the quantizer here; the symbolic pass
-        # (for transformer-style dynamic shapes) costs seconds of sympy start-up.
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    except Exception:  # pre-processing is an optimization; quantize the raw model instead
-        shutil.copyfile(src, prepared)
-    quantize_static(
-        str(prepared),
-        str(dst),
-        _SampleReader(calibration, batched, batch_size=32),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-    )
-
-
-def build(src: Path, dst: Path, precision: str, calibration: SampleSet, batched: bool) -> None:
+def build(
+    src: Path, dst: Path, precision: str, calibration: SampleSet, profile: ShapeProfile
+) -> None:
     """Write the `precision` variant of `src` to `dst` (an ONNX file)."""
     if precision not in CPU_PRECISIONS:
         raise ModelError(
@@ -101,7 +69,9 @@ def build(src: Path, dst: Path, precision: str, calibration: SampleSet, batched:
                 to_fp16(src, converted)
                 graph_optimize(converted, dst)
             else:
-                to_int8(src, dst, calibration, batched, work)
+                artifact = work / "int8-qdq.onnx"  # the model TensorRT would compile
+                quantize.quantize(src, artifact, precision, calibration, profile, work)
+                quantize.for_onnxruntime(artifact, dst)
         except ModelError:
             raise
         except Exception as err:

@@ -10,14 +10,19 @@ import onnxruntime as ort
 from model_repo.samples import SampleSet
 
 
-def session(path: Path, threads: int = 1, optimize: bool = True) -> ort.InferenceSession:
-    """A CPU session; one intra-op thread by default so parallel engineers/pods don't spin."""
+def session(
+    path: Path,
+    threads: int = 1,
+    optimize: bool = True,
+    providers: tuple[str, ...] = ("CPUExecutionProvider",),
+) -> ort.InferenceSession:
+    """A CPU session by default; one intra-op thread so parallel jobs and pods don't spin."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
 
 
 def run_samples(

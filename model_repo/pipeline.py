@@ -17,19 +17,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from model_repo import accuracy, ort_optimize, storage
+from model_repo import accuracy, ort_optimize, samples, shapes, storage
 from model_repo.accuracy import AccuracyResult, Thresholds
-from model_repo.cache import (
-    CacheEntry,
-    CacheKeyParts,
-    EngineCache,
-    ShapeProfile,
-    cache_key,
-    cpu_device,
-)
+from model_repo.cache import CacheEntry, CacheKeyParts, EngineCache, cache_key, cpu_device
 from model_repo.errors import ModelError
+from model_repo.gpu import GpuInfo, node_selector
+from model_repo.quantize import QUANTIZED
 from model_repo.repository import publish
-from model_repo.samples import SampleSet, model_samples, sample_shape
+from model_repo.samples import SamplePlan, SampleSet
+from model_repo.shapes import ShapeProfile
 from model_repo.signature import MODEL_FILE, Signature, file_sha256, read_signature
 from model_repo.triton_config import Backend, DynamicBatching, ServingOptions
 
@@ -50,6 +46,7 @@ class OptimizeRequest:
     warmup: bool = False
     intra_op_threads: int = 1
     pvc_root: Path = storage.DEFAULT_PVC_ROOT
+    tensorrt_version: str | None = None  # the serving Triton's; another one is refused
 
 
 @dataclass
@@ -65,41 +62,41 @@ class _Timer:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def shape_profile(sig: Signature, max_batch: int, dynamic: DynamicBatching | None) -> ShapeProfile:
-    """Pure: batch 1…max, optimized for the largest preferred batch size that fits."""
-    preferred = [s for s in (dynamic.preferred_batch_sizes if dynamic else ()) if s <= max_batch]
-    opt = max(preferred) if preferred else max_batch
-    if not sig.batched:
-        return ShapeProfile(1, 1, 1, _other_axes(sig))
-    return ShapeProfile(1, opt, max_batch, _other_axes(sig))
-
-
-def _other_axes(sig: Signature) -> tuple[tuple[str, str, int], ...]:
-    axes: list[tuple[str, str, int]] = []
-    for spec in sig.inputs:
-        offset = 1 if spec.batched else 0
-        for index, dim in enumerate(spec.shape[offset:]):
-            if dim < 0:
-                axes.append((spec.name, str(index + offset), sample_shape(spec)[index]))
-    return tuple(axes)
+def shape_profile(
+    sig: Signature, rows: np.ndarray | None, max_batch: int, dynamic: DynamicBatching | None
+) -> ShapeProfile:
+    """Pure: the build profile from maxBatchSize, preferred sizes and the dynamic axes."""
+    ranges = shapes.axis_ranges(
+        sig, sig.metadata.get("dynamicAxisRanges"), samples.known_sizes(sig, rows)
+    )
+    preferred = dynamic.preferred_batch_sizes if dynamic else ()
+    return shapes.build_profile(sig, max_batch, preferred, ranges)
 
 
 class _Engine:
     """What differs between the TensorRT and ONNX Runtime paths."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, tensorrt_version: str | None = None) -> None:
         self.kind: Literal["tensorrt", "onnxruntime"] = (
             "tensorrt" if backend == "tensorrt_plan" else "onnxruntime"
         )
+        self.gpu: GpuInfo | None = None
         if self.kind == "tensorrt":
-            from model_repo import tensorrt_build
+            from model_repo import cuda_runtime, tensorrt_build
 
             self.version = tensorrt_build.engine_version()
-            self.device = tensorrt_build.compute_capability()
+            tensorrt_build.check_version(tensorrt_version, self.version)
+            available, reason = cuda_runtime.cuda_available()
+            if not available:
+                raise ModelError(f"TensorRT needs a CUDA device: {reason}", "Unsupported")
+            self.gpu = cuda_runtime.gpu_info()
+            self.device = self.gpu.capability
+            self.recipe = tensorrt_build.RECIPE
             self.suffix = ".plan"
         else:
             self.version = ort_optimize.engine_version()
             self.device = cpu_device()
+            self.recipe = ort_optimize.RECIPE
             self.suffix = ".onnx"
 
     def key_profile(self, profile: ShapeProfile) -> ShapeProfile:
@@ -111,7 +108,7 @@ class _Engine:
         """
         if self.kind == "tensorrt":
             return profile
-        return ShapeProfile(1, 1, 0, profile.other_axes)
+        return ShapeProfile(1, 1, 0, profile.other_axes, profile.batched)
 
     def build(
         self,
@@ -120,14 +117,18 @@ class _Engine:
         precision: str,
         sig: Signature,
         profile: ShapeProfile,
-        samples: SampleSet,
+        calibration: SampleSet,
     ) -> None:
-        if self.kind == "tensorrt":
-            from model_repo import tensorrt_build
+        if self.kind == "onnxruntime":
+            ort_optimize.build(src, dst, precision, calibration, profile)
+            return
+        from model_repo import quantize, tensorrt_build
 
-            tensorrt_build.build_engine(src, dst, precision, sig, profile, samples)
-        else:
-            ort_optimize.build(src, dst, precision, samples, sig.batched)
+        source = src
+        if precision in QUANTIZED:  # explicit quantization: TensorRT compiles the Q/DQ model
+            source = dst.with_name(f"{dst.stem}-qdq.onnx")
+            quantize.quantize(src, source, precision, calibration, profile, dst.parent)
+        tensorrt_build.build_engine(source, dst, precision, sig, profile)
 
     def measure(
         self,
@@ -135,14 +136,21 @@ class _Engine:
         path: Path,
         sig: Signature,
         reference: dict[str, np.ndarray],
-        samples: SampleSet,
+        gate: SampleSet,
+        profile: ShapeProfile,
     ) -> AccuracyResult:
         if self.kind == "tensorrt":
             from model_repo import tensorrt_build
 
-            return tensorrt_build.measure_plan(precision, path, sig, reference, samples, 32)
+            return tensorrt_build.measure_plan(precision, path, sig, reference, gate, profile)
         return accuracy.measure_onnx(
-            precision, path, reference, samples, sig.batched, is_reference=precision == "fp32"
+            precision,
+            path,
+            reference,
+            gate,
+            profile.batched,
+            is_reference=precision == "fp32",
+            batch_size=shapes.gate_batch_size(profile),
         )
 
 
@@ -154,11 +162,12 @@ class _Run:
     model_dir: Path
     digest: str
     engine: _Engine
-    profile: ShapeProfile
+    profile: ShapeProfile  # what the engine is built for and the gate batches by
     cache: EngineCache
-    samples: SampleSet
+    plan: SamplePlan
     timer: _Timer
     work: Path
+    thresholds: Thresholds
     _reference: dict[str, np.ndarray] | None = None
 
     def reference(self) -> dict[str, np.ndarray]:
@@ -167,7 +176,7 @@ class _Run:
             with self.timer.phase("reference"):
                 try:
                     self._reference = accuracy.reference_outputs(
-                        self.model_dir / MODEL_FILE, self.samples, self.sig.batched
+                        self.model_dir / MODEL_FILE, self.plan.gate, self.profile.batched
                     )
                 except Exception as err:  # onnxruntime raises its own exception types
                     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
@@ -176,48 +185,105 @@ class _Run:
                     ) from err
         return self._reference
 
+    def key(self, precision: str) -> str:
+        engine = self.engine
+        return cache_key(
+            CacheKeyParts(
+                model_digest=self.digest,
+                engine=engine.kind,
+                engine_version=engine.version,
+                device=engine.device,
+                precision=precision,
+                profile=engine.key_profile(self.profile),
+                gpu_product=engine.gpu.product if engine.gpu else "",
+                recipe=engine.recipe,
+                calibration_digest=self.plan.calibration.digest() if precision in QUANTIZED else "",
+            )
+        )
+
+    def _measure(self, precision: str, path: Path) -> AccuracyResult:
+        with self.timer.phase("gate"):
+            return self.engine.measure(
+                precision, path, self.sig, self.reference(), self.plan.gate, self.profile
+            )
+
     def rung(self, precision: str) -> tuple[AccuracyResult, CacheEntry, bool, str]:
         """(measurement, cache entry, cache hit, key) for one precision."""
-        engine = self.engine
-        parts = CacheKeyParts(
-            self.digest, engine.kind, engine.version, engine.device, precision, self.profile
-        )
-        key = cache_key(parts)
+        key = self.key(precision)
+        gate_digest = self.plan.gate.digest()
         entry = self.cache.lookup(key)
         recorded = entry.result.get("accuracy") if entry else None
-        if entry is not None and recorded and int(recorded["samples"]) >= self.samples.count:
+        if entry is not None and recorded and entry.result.get("gateDigest") == gate_digest:
             return AccuracyResult.from_json(precision, recorded), entry, True, key
-        reference = self.reference()
-        if entry is not None:  # built before but measured on fewer samples: re-measure only
-            with self.timer.phase("gate"):
-                result = engine.measure(
-                    precision, entry.model_path, self.sig, reference, self.samples
-                )
-            self.cache.update_result(key, {**entry.result, "accuracy": result.to_json()})
+        if entry is not None:  # built before but measured on other samples: re-measure only
+            result = self._measure(precision, entry.model_path)
+            self.cache.update_result(
+                key, {**entry.result, "accuracy": result.to_json(), "gateDigest": gate_digest}
+            )
             return result, entry, True, key
-        built = self.work / f"model-{precision}{engine.suffix}"
+        built = self.work / f"model-{precision}{self.engine.suffix}"
         with self.timer.phase("build"):
-            engine.build(
-                self.model_dir / MODEL_FILE, built, precision, self.sig, self.profile, self.samples
-            )
-        with self.timer.phase("gate"):
-            result = engine.measure(precision, built, self.sig, reference, self.samples)
-        with self.timer.phase("cache"):
-            entry = self.cache.store(
-                key,
+            self.engine.build(
+                self.model_dir / MODEL_FILE,
                 built,
-                {
-                    "precision": precision,
-                    "accuracy": result.to_json(),
-                    "engine": engine.kind,
-                    "engineVersion": engine.version,
-                    "device": engine.device,
-                    "modelDigest": self.digest,
-                    "profile": self.profile.to_json(),
-                    "samplesSource": self.samples.source,
-                },
+                precision,
+                self.sig,
+                self.profile,
+                self.plan.calibration,
             )
+        result = self._measure(precision, built)
+        with self.timer.phase("cache"):
+            entry = self.cache.store(key, built, self._record(precision, result, gate_digest))
         return result, entry, False, key
+
+    def _record(self, precision: str, result: AccuracyResult, gate_digest: str) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            "precision": precision,
+            "accuracy": result.to_json(),
+            "gateDigest": gate_digest,
+            "engine": engine.kind,
+            "engineVersion": engine.version,
+            "recipe": engine.recipe,
+            "device": engine.device,
+            "gpuProduct": engine.gpu.product if engine.gpu else None,
+            "modelDigest": self.digest,
+            "profile": self.profile.to_json(),
+            "samplesSource": self.plan.gate.source,
+            "calibrationDigest": (
+                self.plan.calibration.digest() if precision in QUANTIZED else None
+            ),
+        }
+
+
+def _resolve(req: OptimizeRequest, work: Path) -> tuple[Path, Signature, str]:
+    if "://" in req.model:
+        model_dir = storage.resolve(req.model, work / "model", req.pvc_root)
+    else:
+        model_dir = Path(req.model)
+    sig = read_signature(model_dir, req.name)
+    return model_dir, sig, file_sha256(model_dir / MODEL_FILE)
+
+
+def _walk(
+    state: _Run, ladder: list[str], notes: list[str]
+) -> tuple[dict[str, AccuracyResult], list[str], tuple[str, CacheEntry, bool, str] | None]:
+    """Try rungs in order until one passes; a rung that cannot be built falls through."""
+    results: dict[str, AccuracyResult] = {}
+    tried: list[str] = []
+    for precision in ladder:
+        try:
+            result, entry, hit, key = state.rung(precision)
+        except ModelError as err:
+            if precision == ladder[-1] or err.reason != "Unsupported":
+                raise
+            notes.append(f"{precision} could not be built ({err})")
+            continue
+        tried.append(precision)
+        results[precision] = result
+        if not accuracy.violations(result, state.thresholds):
+            return results, tried, (precision, entry, hit, key)
+    return results, tried, None
 
 
 def run(req: OptimizeRequest) -> dict[str, Any]:
@@ -227,43 +293,24 @@ def run(req: OptimizeRequest) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gantry-optimize-") as tmp:
         work = Path(tmp)
         with timer.phase("resolve"):
-            if "://" in req.model:
-                model_dir = storage.resolve(req.model, work / "model", req.pvc_root)
-            else:
-                model_dir = Path(req.model)
-            sig = read_signature(model_dir, req.name)
-            digest = file_sha256(model_dir / MODEL_FILE)
-        engine = _Engine(req.backend)
-        ladder, notes = accuracy.precision_ladder(req.precision, engine.kind)
+            model_dir, sig, digest = _resolve(req, work)
+        engine = _Engine(req.backend, req.tensorrt_version)
+        rows = samples.real_rows(sig, model_dir)
+        profile = shape_profile(sig, rows, req.max_batch_size, req.dynamic_batching)
+        ladder, notes = accuracy.precision_ladder(req.precision, engine.kind, engine.gpu)
         state = _Run(
             sig=sig,
             model_dir=model_dir,
             digest=digest,
             engine=engine,
-            profile=engine.key_profile(
-                shape_profile(sig, req.max_batch_size, req.dynamic_batching)
-            ),
+            profile=profile,
             cache=EngineCache(req.cache_dir),
-            samples=model_samples(sig, model_dir, req.thresholds.samples),
+            plan=samples.plan_samples(sig, rows, req.thresholds.samples, profile),
             timer=timer,
             work=work,
+            thresholds=req.thresholds,
         )
-        results: dict[str, AccuracyResult] = {}
-        tried: list[str] = []
-        chosen: tuple[str, CacheEntry, bool, str] | None = None
-        for precision in ladder:
-            try:
-                result, entry, hit, key = state.rung(precision)
-            except ModelError as err:
-                if precision == ladder[-1] or err.reason != "Unsupported":
-                    raise
-                notes.append(f"{precision} could not be built ({err})")
-                continue
-            tried.append(precision)
-            results[precision] = result
-            if not accuracy.violations(result, req.thresholds):
-                chosen = (precision, entry, hit, key)
-                break
+        results, tried, chosen = _walk(state, ladder, notes)
         decision = accuracy.decide(results, req.thresholds, tried, notes)
         accuracy_json = {p: _rounded(r) for p, r in results.items()}
         if chosen is None or not decision.passed:
@@ -277,6 +324,7 @@ def run(req: OptimizeRequest) -> dict[str, Any]:
             kind=req.kind,
             warmup=req.warmup,
             intra_op_threads=req.intra_op_threads,
+            profile=profile,
         )
         with timer.phase("publish"):
             published = publish(
@@ -289,7 +337,7 @@ def run(req: OptimizeRequest) -> dict[str, Any]:
                 extra={"precision": served, "backend": req.backend},
             )
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
-    return {
+    report: dict[str, Any] = {
         "name": sig.name,
         "version": published.version,
         "digest": f"sha256:{digest}",
@@ -301,10 +349,21 @@ def run(req: OptimizeRequest) -> dict[str, Any]:
         "cacheKey": key,
         "cacheHit": hit,
         "accuracy": accuracy_json,
-        "samples": {"count": state.samples.count, "source": state.samples.source},
+        "samples": _samples_json(state.plan, served),
         "reason": decision.reason,
         "durationsSeconds": timer.seconds,
     }
+    if engine.gpu is not None:
+        report["gpuProduct"] = engine.gpu.product
+        report["nodeSelector"] = node_selector(engine.gpu)
+    return report
+
+
+def _samples_json(plan: SamplePlan, served: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"count": plan.gate.count, "source": plan.gate.source}
+    if served in QUANTIZED:
+        out["calibration"] = {"count": plan.calibration.count, "source": plan.calibration.source}
+    return out
 
 
 def _rounded(result: AccuracyResult) -> dict[str, Any]:

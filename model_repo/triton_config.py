@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from model_repo.errors import ModelError
-from model_repo.samples import DYNAMIC_DIM_DEFAULT
+from model_repo.shapes import ShapeProfile, sample_dims
 from model_repo.signature import Signature, TensorSpec
 
 Backend = Literal["tensorrt_plan", "onnxruntime_onnx", "python"]
@@ -77,6 +77,7 @@ class ServingOptions:
     kind: Literal["cpu", "gpu"] = "cpu"
     warmup: bool = False
     intra_op_threads: int = 1
+    profile: ShapeProfile | None = None  # the engine's; warm-up samples take its optimum
 
 
 def triton_dtype(dtype: str) -> str:
@@ -150,8 +151,9 @@ def build_config(sig: Signature, opts: ServingOptions) -> mc.ModelConfig:
         db.max_queue_delay_microseconds = opts.dynamic_batching.max_queue_delay_microseconds
     if opts.warmup:
         warm = mc.ModelWarmup(name="zeros", batch_size=1)
+        profile = opts.profile or ShapeProfile(1, 1, 1, batched=batched)
         for t in sig.inputs:
-            dims = [d if d > 0 else DYNAMIC_DIM_DEFAULT for d in _dims(t, batched)]
+            dims = list(sample_dims(t, profile))
             warm.inputs[t.name].CopyFrom(
                 mc.ModelWarmup.Input(
                     data_type=mc.DataType.Value(triton_dtype(t.dtype)), dims=dims, zero_data=True

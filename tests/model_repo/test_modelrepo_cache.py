@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 
 from model_repo.cache import CacheKeyParts, EngineCache, ShapeProfile, cache_key
+from model_repo.shapes import AxisRange
 
+TOKENS = AxisRange("tokens", 1, 1, 128, 256)
 BASE = CacheKeyParts(
     model_digest="a" * 64,
     engine="tensorrt",
-    engine_version="10.13.0.35",
+    engine_version="10.3.0.26",
     device="sm_90",
-    precision="fp16",
-    profile=ShapeProfile(1, 16, 64, (("tokens", "1", 128),)),
+    precision="int8",
+    profile=ShapeProfile(1, 16, 64, (TOKENS,)),
+    gpu_product="NVIDIA-H200",
+    recipe="trt-2",
+    calibration_digest="c" * 64,
 )
 
 
@@ -25,15 +30,33 @@ BASE = CacheKeyParts(
     [
         {"model_digest": "b" * 64},
         {"engine": "onnxruntime"},
-        {"engine_version": "10.14.0.1"},
+        {"engine_version": "10.4.0.26"},
         {"device": "sm_89"},
-        {"precision": "int8"},
-        {"profile": ShapeProfile(2, 16, 64, (("tokens", "1", 128),))},
-        {"profile": ShapeProfile(1, 8, 64, (("tokens", "1", 128),))},
-        {"profile": ShapeProfile(1, 16, 32, (("tokens", "1", 128),))},
-        {"profile": ShapeProfile(1, 16, 64, (("tokens", "1", 256),))},
+        {"precision": "fp16"},
+        {"profile": ShapeProfile(2, 16, 64, (TOKENS,))},
+        {"profile": ShapeProfile(1, 8, 64, (TOKENS,))},
+        {"profile": ShapeProfile(1, 16, 32, (TOKENS,))},
+        {"profile": ShapeProfile(1, 16, 64, (AxisRange("tokens", 1, 1, 128, 512),))},
+        {"profile": ShapeProfile(1, 1, 1, (TOKENS,), batched=False)},
+        {"gpu_product": "NVIDIA-H100-80GB-HBM3"},  # same sm_90, another chip
+        {"recipe": "trt-3"},
+        {"calibration_digest": "d" * 64},
     ],
-    ids=["digest", "engine", "version", "device", "precision", "min", "opt", "max", "axes"],
+    ids=[
+        "digest",
+        "engine",
+        "version",
+        "device",
+        "precision",
+        "min",
+        "opt",
+        "max",
+        "axes",
+        "unbatched",
+        "gpu-product",
+        "recipe",
+        "calibration",
+    ],
 )
 def test_every_component_changes_the_key(change: dict[str, object]) -> None:
     assert cache_key(dataclasses.replace(BASE, **change)) != cache_key(BASE)

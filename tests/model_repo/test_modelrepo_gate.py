@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from model_repo.accuracy import AccuracyResult, Thresholds, compare, decide, precision_ladder
+from model_repo.gpu import GpuInfo
 
 T = Thresholds(max_abs_diff=0.01, min_top1_agreement=0.99)
 
@@ -31,6 +32,24 @@ def test_precision_ladder(requested: str, engine: str, ladder: list[str], notes:
     assert got_ladder == ladder
     assert len(got_notes) == len(notes)
     assert all(n in g for n, g in zip(notes, got_notes, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("gpu", "ladder", "note"),
+    [
+        (GpuInfo("NVIDIA H200", 9, 0), ["fp8", "fp16", "fp32"], None),
+        (GpuInfo("NVIDIA L4", 8, 9), ["fp8", "fp16", "fp32"], None),
+        (
+            GpuInfo("NVIDIA A100-SXM4-80GB", 8, 0),
+            ["fp16", "fp32"],
+            "fp8 needs compute capability ≥ 8.9 (this GPU, NVIDIA A100-SXM4-80GB, is sm_80)",
+        ),
+    ],
+)
+def test_fp8_only_where_the_gpu_has_it(gpu: GpuInfo, ladder: list[str], note: str | None) -> None:
+    got_ladder, notes = precision_ladder("fp8", "tensorrt", gpu)
+    assert got_ladder == ladder
+    assert notes == ([note] if note else [])
 
 
 def test_unknown_precision() -> None:

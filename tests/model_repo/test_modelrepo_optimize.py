@@ -64,7 +64,12 @@ def test_int8_passes_with_numbers_then_hits_the_cache(
     numbers = report["accuracy"]["int8"]
     assert 0 < numbers["maxAbsDiff"] <= 0.01
     assert numbers["top1Agreement"] >= 0.99
-    assert report["samples"] == {"count": 64, "source": "calibration"}
+    # 64 real rows: 32 calibrate, the other 32 (plus random fill) are the gate's
+    assert report["samples"] == {
+        "count": 64,
+        "source": "calibration+random",
+        "calibration": {"count": 32, "source": "calibration"},
+    }
     assert report["reason"].startswith("int8 passed the accuracy gate (max |Δ| ")
     assert report["digest"].startswith("sha256:")
     entry = tmp_path / "cache" / report["cacheKey"]
@@ -148,13 +153,44 @@ def test_bare_onnx_uses_random_samples(
 def test_tensorrt_unavailable_is_a_clear_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    if tensorrt_available()[0]:
-        pytest.skip("TensorRT is installed here: the error path cannot be shown")
+    available, why = tensorrt_available()
+    if available:
+        pytest.skip("TensorRT and a GPU are here: the error path cannot be shown")
     model = tiny_onnx(tmp_path / "m" / "model.onnx").parent
-    code, report = optimize(capsys, tmp_path, model, "--backend", "tensorrt_plan")
+    code, report = optimize(capsys, tmp_path, model, "--backend", "tensorrt_plan", "--kind", "gpu")
     assert code == 2
+    assert set(report) == {"error", "reason"}
     assert report["reason"] == "Unsupported"
-    assert "needs TensorRT" in report["error"]
+    assert "needs TensorRT" in report["error"] or "CUDA" in report["error"], why
+
+
+def test_unexpected_exception_becomes_a_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(req: object) -> dict[str, Any]:
+        raise KeyError("profile")
+
+    monkeypatch.setattr("model_repo.optimize.run", broken)
+    model = tiny_onnx(tmp_path / "m" / "model.onnx").parent
+    code, report = optimize(capsys, tmp_path, model, "--backend", "python")
+    assert code == 1
+    assert report["reason"] == "InternalError"
+    assert report["error"].startswith("unexpected KeyError in test_modelrepo_optimize.py:")
+    assert "'profile'" in report["error"]
+
+
+def test_unbatched_model_is_gated_sample_by_sample(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    model = tiny_onnx(tmp_path / "m" / "model.onnx", batch=2).parent  # fixed [2, 4]: no batch
+    code, report = optimize(
+        capsys, tmp_path, model, "--backend", "onnxruntime_onnx", "--precision", "int8"
+    )
+    assert code == 0, report
+    assert report["samples"]["count"] == 64
+    assert report["servedPrecision"] in {"int8", "fp16"}
+    config = parse_config((tmp_path / "repo" / "digits" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [2, 4]
 
 
 @pytest.mark.parametrize(
