@@ -24,12 +24,14 @@ COPY operator/ operator/
 COPY model_repo/ model_repo/
 # The NGC image's Python is 3.10 and Gantry needs 3.11: a standalone CPython 3.11 venv gets
 # the image's own TensorRT 10.3 wheel for cp311 (or the same release from NVIDIA's index).
+# Device memory for the accuracy gate comes from cuda-bindings (cuda-python), kept below 13
+# to match this CUDA 12.6 base; there is no torch in this image.
 RUN uv venv --python 3.11 /opt/venv \
     && WHEEL="$(find /opt/tensorrt/python -name 'tensorrt-10.3*-cp311-*.whl' 2>/dev/null | head -n 1)" \
     && if [ -n "${WHEEL}" ]; then uv pip install "${WHEEL}"; \
        else uv pip install "tensorrt-cu12==10.3.0"; fi \
-    && uv pip install ".[model-repo]" \
-    && python -c "import tensorrt, model_repo.optimize; assert tensorrt.__version__.startswith('10.3')" \
+    && uv pip install ".[model-repo]" "cuda-bindings>=12.6,<13" \
+    && python -c "import tensorrt, cuda.bindings.runtime, model_repo.optimize, model_repo.tensorrt_build; assert tensorrt.__version__.startswith('10.3')" \
     && rm -rf /opt/gantry/src /root/.cache \
     && (getent group 1000 >/dev/null || groupadd --gid 1000 gantry) \
     && (getent passwd 1000 >/dev/null || useradd --uid 1000 --gid 1000 --no-create-home \
