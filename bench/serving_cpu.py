@@ -2,7 +2,11 @@
 
 Prints two tables:
   1. ONNX Runtime in-process images/s for each precision at 1 and 2 intra-op threads, as
-     a ratio of fp32, with the accuracy gate's numbers for that precision beside them;
+     a ratio of fp32, with the accuracy gate's numbers for that precision beside them
+     (measured on gate samples disjoint from the calibration samples). `int8` is what
+     is served: the symmetric Q/DQ artifact in its CPU encoding; `int8-qdq` is that
+     artifact as TensorRT gets it, run by ORT as is; `int8-u8` is the earlier CPU-only
+     recipe (unsigned asymmetric activations), for comparison;
   2. Triton (Python backend running onnxruntime, 1 thread) over gRPC at 1/8/32 concurrent
      clients, with and without dynamic batching, as a fraction of in-process fp32.
 
@@ -31,11 +35,30 @@ from typing import Any
 
 import numpy as np
 
-from model_repo import accuracy, ort_optimize, ort_runtime
-from model_repo.samples import model_samples
+from model_repo import accuracy, ort_optimize, ort_runtime, quantize
+from model_repo.pipeline import shape_profile
+from model_repo.samples import SampleSet, plan_samples, real_rows
+from model_repo.shapes import ShapeProfile, calibration_profile
 from model_repo.signature import read_signature
 
-PRECISIONS = ("fp32", "int8", "fp16")
+PRECISIONS = ("fp32", "int8", "int8-qdq", "int8-u8", "fp16")
+
+
+def _asymmetric_u8(src: Path, dst: Path, calibration: SampleSet, profile: ShapeProfile) -> None:
+    """The pre-Q/DQ CPU recipe (uint8 asymmetric activations), for comparison only."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from model_repo.quantize import _prepare, _SampleReader
+
+    quantize_static(
+        str(_prepare(src, dst.parent)),
+        str(dst),
+        _SampleReader(calibration, calibration_profile(profile, calibration.count)),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
 
 def digits_model(directory: Path) -> Path:
@@ -110,7 +133,7 @@ def resnet18_model(directory: Path) -> Path:
     model = nn.Sequential(*layers).eval()
     _export(model, torch.rand(1, 3, 224, 224), directory)
     rng = np.random.default_rng(0)
-    np.save(directory / "calibration.npy", rng.random((32, 3, 224, 224), dtype=np.float32))
+    np.save(directory / "calibration.npy", rng.random((64, 3, 224, 224), dtype=np.float32))
     return directory
 
 
@@ -147,17 +170,28 @@ def in_process(
     name: str, model_dir: Path, work: Path, seconds: float, samples: int
 ) -> tuple[list[dict[str, Any]], float]:
     sig = read_signature(model_dir, name)
-    sample_set = model_samples(sig, model_dir, samples)
-    reference = accuracy.reference_outputs(model_dir / "model.onnx", sample_set, True)
-    one = sample_set.arrays["input"][:1]
+    rows = real_rows(sig, model_dir)
+    profile = shape_profile(sig, rows, 32, None)
+    plan = plan_samples(sig, rows, samples, profile)
+    reference = accuracy.reference_outputs(model_dir / "model.onnx", plan.gate, True)
+    one = plan.gate.arrays["input"][:1]
     rows: list[dict[str, Any]] = []
     base: dict[int, float] = {}
     for precision in PRECISIONS:
         built = work / f"{name}-{precision}.onnx"
         t0 = time.perf_counter()
-        ort_optimize.build(model_dir / "model.onnx", built, precision, sample_set, True)
+        if precision == "int8-u8":
+            _asymmetric_u8(model_dir / "model.onnx", built, plan.calibration, profile)
+        elif precision == "int8-qdq":
+            quantize.quantize(
+                model_dir / "model.onnx", built, "int8", plan.calibration, profile, work
+            )
+        else:
+            ort_optimize.build(
+                model_dir / "model.onnx", built, precision, plan.calibration, profile
+            )
         build_s = time.perf_counter() - t0
-        gate = accuracy.measure_onnx(precision, built, reference, sample_set, True)
+        gate = accuracy.measure_onnx(precision, built, reference, plan.gate, True)
         for threads in (1, 2):
             ips = throughput(built, one, threads, seconds)
             base.setdefault(threads, ips)
@@ -341,13 +375,13 @@ def main() -> int:
             rows += got
         print("\nONNX Runtime in-process, batch 1 (ratio = images/s ÷ fp32 at the same threads)")
         print(
-            f"{'model':9} {'prec':5} {'thr':>3} {'img/s':>9} {'ratio':>6}  "
+            f"{'model':9} {'prec':8} {'thr':>3} {'img/s':>9} {'ratio':>6}  "
             f"{'gate max|Δ|':>11} {'top-1':>6} {'build s':>7}"
         )
         for r in rows:
             top1 = "-" if r["top1"] is None else f"{r['top1']:.3f}"
             print(
-                f"{r['model']:9} {r['precision']:5} {r['threads']:>3} {r['ips']:>9.1f} "
+                f"{r['model']:9} {r['precision']:8} {r['threads']:>3} {r['ips']:>9.1f} "
                 f"{r['ratio']:>5.2f}x  {r['maxAbsDiff']:>11.2g} {top1:>6} {r['build_s']:>7.1f}"
             )
         triton = [] if args.skip_triton else triton_rows(models, baselines, work, args.seconds)
