@@ -210,6 +210,8 @@ def main() -> int:
         "ResNet-50-sized (3x224x224)": (_bottleneck_resnet50, (3, 224, 224)),
     }
     results: dict[str, dict[str, float | str]] = {}
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
     for title, (build, shape) in models.items():
         with tempfile.TemporaryDirectory() as tmp:
             onnx = _export(build(), shape, Path(tmp))
@@ -223,6 +225,8 @@ def main() -> int:
                 "TensorRT int8 (Q/DQ)": tensorrt_rate(onnx, "int8", shape, b, s),
             }
         results[title] = rows
+        # written after each model, so a run cut short still shows what it measured
+        (out / "serving_gpu.json").write_text(json.dumps({"gpu": gpu, "rows": results}, indent=2))
         base = rows["torch eager fp32"]
         print(f"\n{title}")
         print(f"  {'runtime':<24}{'images/s':>14}{'vs torch fp32':>16}")
@@ -232,9 +236,6 @@ def main() -> int:
             else:
                 ratio = value / base if isinstance(base, float) else float("nan")
                 print(f"  {name:<24}{value:>14,.0f}{ratio:>15.2f}x")
-    out = Path(__file__).resolve().parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "serving_gpu.json").write_text(json.dumps({"gpu": gpu, "rows": results}, indent=2))
     return 0
 
 

@@ -47,9 +47,15 @@ try_install() {  # name, import check, timeout, pip arguments...
     note "$name: NOT available (see $OUT/install.log)"
   fi
 }
-timeout "$(cap 120)" "${PIP[@]}" -e ".[model-repo]" pytest pytest-timeout pytest-asyncio \
-  >>"$OUT/install.log" 2>&1 || note "installing gantry[model-repo] failed (see $OUT/install.log)"
-try_install "torch (CUDA)" "import torch; assert torch.cuda.is_available()" 150 "torch==2.13.0"
+# Gantry itself is used from the source tree (no build step, which offline pip cannot do).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+try_install "numpy, onnx, onnxruntime" "import numpy, onnx, onnxruntime.quantization" 120 \
+  "numpy>=1.26" "onnx>=1.17" "onnxruntime>=1.20"
+try_install "pytest" "import pytest, pytest_timeout, pytest_asyncio" 60 \
+  pytest pytest-timeout pytest-asyncio
+try_install "torch (any build: exports the test models)" "import torch" 150 "torch==2.13.0"
+have "import torch; assert torch.cuda.is_available()" && note "torch with CUDA: present" \
+  || note "torch with CUDA: NOT available (torch eager rows and NCCL will not run)"
 try_install "cuda-bindings (CUDA 12)" "from model_repo import cuda_runtime as c; assert c.cuda_available()[0]" \
   40 "cuda-bindings>=12.6,<13"
 if ! have "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()"; then
@@ -62,9 +68,11 @@ have "import onnxruntime" || timeout "$(cap 60)" "${PIP[@]}" onnxruntime >>"$OUT
 try_install "TensorRT" "import tensorrt; tensorrt.Builder" 90 "tensorrt-cu12==10.3.0"
 
 # --- gpu tests -------------------------------------------------------------------------
-timeout "$(cap 150)" "$VENV/bin/python" -m pytest -m gpu tests/model_repo -q -rs \
-  -p no:cacheprovider >"$OUT/pytest.log" 2>&1
-note "pytest -m gpu: $(grep -E '(passed|failed|skipped|error|no tests ran)' "$OUT/pytest.log" | tail -n 1)"
+timeout "$(cap 150)" "$VENV/bin/python" -m pytest -m gpu -q -rs -p no:cacheprovider \
+  tests/model_repo/test_modelrepo_gpu.py tests/model_repo/test_modelrepo_tensorrt.py \
+  >"$OUT/pytest.log" 2>&1
+note "pytest -m gpu: $( (grep -E '(passed|failed|skipped|error|no tests ran)' "$OUT/pytest.log" \
+  || tail -n 1 "$OUT/pytest.log") | tail -n 1)"
 while IFS= read -r line; do note "  $line"; done < <(grep -E '^(SKIPPED|FAILED|ERROR)' "$OUT/pytest.log" | head -n 12)
 
 # --- NCCL (needs only CUDA torch) -----------------------------------------------------
@@ -85,13 +93,15 @@ note "NCCL all-reduce: $(echo "$NCCL" | tail -n 1)"
 
 # --- the serving bench -------------------------------------------------------------------
 rm -f bench/results/serving_gpu.json
-timeout "$(cap 150)" "$VENV/bin/python" bench/serving_gpu.py --seconds 2 >"$OUT/bench.log" 2>&1
-note "bench/serving_gpu.py (exit $?):"
-BENCH=$("$VENV/bin/python" - <<'EOF'
-import json, pathlib
+timeout "$(cap 240)" "$VENV/bin/python" bench/serving_gpu.py --seconds 2 >"$OUT/bench.log" 2>&1
+RC=$?
+[ "$RC" = 124 ] && note "bench/serving_gpu.py: cut short by the time budget (rows below are all it measured)"
+note "bench/serving_gpu.py (exit $RC):"
+BENCH=$(OUT="$OUT" "$VENV/bin/python" - <<'EOF'
+import json, os, pathlib
 p = pathlib.Path("bench/results/serving_gpu.json")
 if not p.is_file():
-    print("  no results: the TensorRT rows did NOT run (see bench/results/gpu-check/bench.log)")
+    print(f"  no results: the TensorRT rows did NOT run (see {os.environ['OUT']}/bench.log)")
     raise SystemExit
 data = json.loads(p.read_text())
 trt_ran = False
