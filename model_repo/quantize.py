@@ -22,7 +22,9 @@ FP8 uses E4M3 with the distribution calibrator (the only one ORT offers for floa
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,25 +86,10 @@ def quantize(
     if calibration.count < 1:
         raise ModelError("quantization needs calibration samples", "Unsupported")
     reader = _SampleReader(calibration, calibration_profile(profile, calibration.count))
-    kind = QuantType.QInt8 if precision == "int8" else QuantType.QFLOAT8E4M3FN
     try:
-        quantize_static(
-            str(_prepare(src, work)),
-            str(dst),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=precision == "int8",
-            activation_type=kind,
-            weight_type=kind,
-            calibrate_method=(
-                CalibrationMethod.MinMax if precision == "int8" else CalibrationMethod.Distribution
-            ),
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "QuantizeBias": False,
-            },
-        )
+        # the distribution calibrator prints tables to stdout, where the report goes
+        with contextlib.redirect_stdout(sys.stderr):
+            _quantize_static(src, dst, precision, reader, work)
     except ModelError:
         raise
     except Exception as err:  # the quantizer raises ValueError, RuntimeError, ORT errors, ...
@@ -111,6 +98,30 @@ def quantize(
             f"ONNX Runtime could not quantize the model to {precision}: {first[:300]}",
             "Unsupported",
         ) from err
+
+
+def _quantize_static(
+    src: Path, dst: Path, precision: str, reader: _SampleReader, work: Path
+) -> None:
+    """One quantize_static call with the settings the module docstring explains."""
+    kind = QuantType.QInt8 if precision == "int8" else QuantType.QFLOAT8E4M3FN
+    quantize_static(
+        str(_prepare(src, work)),
+        str(dst),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=precision == "int8",
+        activation_type=kind,
+        weight_type=kind,
+        calibrate_method=(
+            CalibrationMethod.MinMax if precision == "int8" else CalibrationMethod.Distribution
+        ),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+        },
+    )
 
 
 def _initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:

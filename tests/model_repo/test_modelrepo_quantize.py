@@ -103,3 +103,20 @@ def test_int8_is_one_symmetric_qdq_artifact_and_the_gate_reports_ort_numbers(
     on_artifact = accuracy.measure_onnx("int8", artifact, reference, plan.gate, True)
     assert abs(on_artifact.max_abs_diff - measured.max_abs_diff) < 0.1 * 0.01
     assert on_artifact.top1_agreement == measured.top1_agreement
+
+
+def test_fp8_is_an_e4m3_qdq_model_made_on_the_cpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, digits_export: Path
+) -> None:
+    """What TensorRT gets for fp8: FP8 Q/DQ nodes (opset 19), not an fp16 engine renamed."""
+    sig = read_signature(digits_export)
+    rows = real_rows(sig, digits_export)
+    profile = shape_profile(sig, rows, 8, None)
+    plan = plan_samples(sig, rows, 16, profile)
+    out = tmp_path / "fp8.onnx"
+    quantize.quantize(digits_export / "model.onnx", out, "fp8", plan.calibration, profile, tmp_path)
+    assert capsys.readouterr().out == ""  # the calibrator's tables stay off the report's stdout
+    model = onnx.load(str(out))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    zero_points = _zero_points(model)
+    assert zero_points and all(z.dtype.name.startswith("float8") for z in zero_points.values())
