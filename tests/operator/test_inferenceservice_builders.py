@@ -142,6 +142,7 @@ def test_optimize_job_args_volumes_and_security() -> None:
     assert opts["--instances"] == "2"
     assert opts["--kind"] == "cpu"
     assert opts["--report"] == "/dev/termination-log"
+    assert "--tensorrt-version" not in opts  # only TensorRT builds are version-bound
     assert json.loads(opts["--dynamic-batching-json"]) == {
         "preferredBatchSizes": [8],
         "maxQueueDelayMicroseconds": 100,
@@ -166,6 +167,8 @@ def test_optimize_job_runs_on_the_serving_gpu_type() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "--kind" in pod["containers"][0]["args"]
     assert pod["containers"][0]["args"][pod["containers"][0]["args"].index("--kind") + 1] == "gpu"
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--tensorrt-version") + 1] == GPU_CLUSTER.tensorrt_version
 
 
 def test_s3_model_is_fetched_with_secret_refs_only() -> None:

@@ -143,6 +143,8 @@ def optimize_args(
         "--report",
         TERMINATION_LOG,
     ]
+    if backend is TritonBackend.TENSORRT:  # a plan loads only on the TensorRT that built it
+        args += ["--tensorrt-version", config.tensorrt_version]
     batching = spec.triton.dynamic_batching
     if batching is not None:
         encoded = json.dumps(batching.model_dump(mode="json", by_alias=True), sort_keys=True)
