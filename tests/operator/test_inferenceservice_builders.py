@@ -81,6 +81,17 @@ def test_tensorrt_without_the_backend_is_a_clear_error() -> None:
         choose_backend(spec_of(**GPU_SPEC), DEV)
 
 
+def test_tensorrt_refuses_a_triton_image_override() -> None:
+    """Its engine would be built for the configured image's TensorRT, not the override's."""
+    spec = spec_of(**GPU_SPEC, triton={"image": "nvcr.io/nvidia/tritonserver:25.01-py3"})
+    with pytest.raises(BackendUnavailable, match=r"load on no other version"):
+        choose_backend(spec, GPU_CLUSTER)
+    same = spec_of(**GPU_SPEC, triton={"image": GPU_CLUSTER.triton_image})
+    assert choose_backend(same, GPU_CLUSTER) is TritonBackend.TENSORRT
+    cpu = spec_of(triton={"image": "nvcr.io/nvidia/tritonserver:25.01-py3"})
+    assert choose_backend(cpu, GPU_CLUSTER) is TritonBackend.ONNXRUNTIME
+
+
 # --- model resolution --------------------------------------------------------------
 
 

@@ -23,6 +23,15 @@ def choose_backend(spec: InferenceServiceSpec, config: OperatorConfig) -> Triton
                 f"tensorrt_plan backend (available: {_names(available)}); set "
                 "optimization.tensorrt.enabled: false to serve with ONNX Runtime"
             )
+        override = spec.triton.image
+        if override and override != config.triton_image:
+            raise BackendUnavailable(
+                f"triton.image {override!r} overrides the operator's Triton image, but "
+                "TensorRT engines are built by the optimizer image for the TensorRT of "
+                f"{config.triton_image!r} ({config.tensorrt_version}) and load on no other "
+                "version; remove triton.image, or set optimization.tensorrt.enabled: false "
+                "to serve with ONNX Runtime"
+            )
         return TritonBackend.TENSORRT
     for backend in (TritonBackend.ONNXRUNTIME, TritonBackend.PYTHON):
         if backend in available:
