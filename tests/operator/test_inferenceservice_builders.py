@@ -297,6 +297,30 @@ SERVED = ServedVersion(
 )
 
 
+@pytest.mark.parametrize(
+    ("spec_selector", "expected"),
+    [
+        ({}, {"nvidia.com/gpu.product": "NVIDIA-H200"}),  # defaulted from the build's node
+        ({"pool": "gpu"}, {"pool": "gpu", "nvidia.com/gpu.product": "NVIDIA-H200"}),
+        ({"nvidia.com/gpu.product": "NVIDIA-H200"}, {"nvidia.com/gpu.product": "NVIDIA-H200"}),
+    ],
+)
+def test_triton_pods_follow_the_gpu_product_the_engine_was_built_on(
+    spec_selector: dict[str, str], expected: dict[str, str]
+) -> None:
+    served = ServedVersion(
+        version=3,
+        digest="d3",
+        job="digits-optimize-12345678",
+        report={"version": 3, "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H200"}},
+    )
+    spec = spec_of(resources={"limits": {"nvidia.com/gpu": 1}}, nodeSelector=spec_selector)
+    dep = build_deployment(isvc({}), spec, served, 1, GPU_CLUSTER)
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == expected
+    cpu = build_deployment(isvc({}), spec_of(), SERVED, 1, DEV)  # no product reported
+    assert cpu["spec"]["template"]["spec"]["nodeSelector"] is None
+
+
 def test_deployment_command_ports_probes_and_security() -> None:
     dep = build_deployment(isvc({}), spec_of(), SERVED, 2, DEV)
     assert dep["metadata"]["name"] == "digits-triton"

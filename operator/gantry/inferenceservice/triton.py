@@ -35,6 +35,7 @@ PRESTOP_SLEEP_SECONDS = 5
 EXIT_TIMEOUT_SECONDS = 30
 # preStop + Triton's own drain + a margin for the process to exit.
 TERMINATION_GRACE_SECONDS = PRESTOP_SLEEP_SECONDS + EXIT_TIMEOUT_SECONDS + 10
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # as NVIDIA GPU feature discovery labels nodes
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,21 @@ def _probe(path: str, period: int, failures: int, timeout: int) -> dict[str, Any
         "failureThreshold": failures,
         "timeoutSeconds": timeout,
     }
+
+
+def placement(node_selector: Mapping[str, str], report: Mapping[str, Any]) -> dict[str, str]:
+    """The spec's nodeSelector, plus the GPU product the engine was built on if it names none.
+
+    A TensorRT engine is tuned for (and only guaranteed on) the GPU product of the node its
+    optimize Job ran on, which the optimizer reports as `nodeSelector`; Triton pods follow
+    it unless the service chose a product itself (then the Job ran there too).
+    """
+    selector = dict(node_selector)
+    built = report.get("nodeSelector")
+    product = built.get(GPU_PRODUCT_LABEL) if isinstance(built, Mapping) else None
+    if isinstance(product, str) and product and GPU_PRODUCT_LABEL not in selector:
+        selector[GPU_PRODUCT_LABEL] = product
+    return selector
 
 
 def pod_template(
@@ -145,7 +161,7 @@ def pod_template(
     }
     # Explicit nulls when empty: the Deployment is merge-patched, and a null is what
     # removes a nodeSelector or tolerations the spec no longer has.
-    pod_spec["nodeSelector"] = dict(spec.node_selector) or None
+    pod_spec["nodeSelector"] = placement(spec.node_selector, served.report) or None
     pod_spec["tolerations"] = [
         t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in spec.tolerations
     ] or None
