@@ -1,29 +1,53 @@
-"""The kopf daemon inside the real operator, against the emulated API server (slow).
+"""The kopf daemon inside the real operator, on a real control plane, under the chart's RBAC.
 
-A stand-in metrics endpoint plays the Triton pod (its counters grow on every scrape);
-the daemon must fill `status.autoscaling` for a service without autoscaling, create the
-HPA in the hpa mode, and delete it again when the mode changes.
+A stand-in metrics endpoint plays the Triton pod (its counters grow on every scrape); an
+EndpointSlice of `digits-headless` names it ready, as the EndpointSlice controller would
+for a Ready pod on a node (this control plane has none). The daemon must fill
+`status.autoscaling` for a service without autoscaling, create the HPA in the hpa mode, and
+delete it again when the mode changes.
+
+EndpointSlices reject loopback addresses, so the stand-in listens on this host's own
+non-loopback address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from gantry.k8s.client import KubeClient
+from tests.conftest import wait_for
+
+if TYPE_CHECKING:
+    from dev_cluster.controlplane.threaded import ThreadedControlPlane
 
 pytestmark = pytest.mark.slow
 
-POD_IP = "127.0.8.31"
-REPO = Path(__file__).resolve().parents[2]
+ISVC = ("gantry.dev/v1alpha1", "inferenceservices")
+HPA = ("autoscaling/v2", "horizontalpodautoscalers")
+
+
+def host_address() -> str:
+    """This host's outgoing IPv4 address (a UDP connect sends nothing, it picks the route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("192.0.2.1", 9))
+        except OSError as err:
+            pytest.fail(f"this host has no IPv4 route for a non-loopback address: {err}")
+        address = str(sock.getsockname()[0])
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.fail(
+            f"this host's only IPv4 address is loopback ({address}): EndpointSlices reject it"
+        )
+    return address
 
 
 def metrics_text(calls: int) -> str:
@@ -37,8 +61,9 @@ def metrics_text(calls: int) -> str:
 
 
 @pytest.fixture
-def fake_pod() -> Iterator[None]:
-    """/metrics on POD_IP:8002 in a thread of its own."""
+def fake_pod() -> Iterator[str]:
+    """/metrics on <host address>:8002 in a thread of its own; yields the address."""
+    address = host_address()
     loop = asyncio.new_event_loop()
     calls = [0]
     started = threading.Event()
@@ -53,7 +78,7 @@ def fake_pod() -> Iterator[None]:
         app.router.add_get("/metrics", handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        await web.TCPSite(runner, POD_IP, 8002).start()
+        await web.TCPSite(runner, address, 8002).start()
         runner_box.append(runner)
         started.set()
 
@@ -61,70 +86,77 @@ def fake_pod() -> Iterator[None]:
     thread.start()
     asyncio.run_coroutine_threadsafe(serve(), loop)
     assert started.wait(10)
-    yield
+    yield address
     asyncio.run_coroutine_threadsafe(runner_box[0].cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
 
 
-def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+def endpoint_slice(namespace: str, address: str) -> dict[str, Any]:
+    """A ready endpoint of `digits-headless` on `address`, port `metrics`."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "digits-headless-x1",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": "digits-headless"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": [address],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": "digits-pod", "namespace": namespace},
+            }
+        ],
+        "ports": [{"name": "metrics", "port": 8002, "protocol": "TCP"}],
+    }
+
+
+def test_endpoint_slices_reject_loopback_pod_addresses(
+    control_plane: ThreadedControlPlane, namespace: str
+) -> None:
+    """Why the stand-in cannot listen on a loopback address, as dev-cluster pods do."""
+    from gantry.k8s.errors import Invalid
+
+    admin = KubeClient.for_kubeconfig(control_plane.kubeconfig)
+    with pytest.raises(Invalid, match="loopback"):
+        admin.create(endpoint_slice(namespace, "127.0.8.31"))
+    admin.close()
 
 
 def test_daemon_records_metrics_and_manages_hpa(
-    fake_pod: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_pod: str,
+    control_plane: ThreadedControlPlane,
+    crds: list[dict[str, Any]],
+    operator_kubeconfig: Path,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dev_cluster.apiserver.testing import start_in_thread
     from gantry.controller.settings import operator_config
     from gantry.controller.testing import run_operator_in_thread
 
     monkeypatch.setenv("GANTRY_SCRAPE_INTERVAL_SECONDS", "1")
     operator_config.cache_clear()
-    with start_in_thread(tmp_path / "api") as api:
-        kube = KubeClient.for_url(api.url)
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            kube.create(yaml.safe_load(path.read_text()))
-        kube.create(
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": "digits-headless-x1",
-                    "namespace": "default",
-                    "labels": {"kubernetes.io/service-name": "digits-headless"},
-                },
-                "addressType": "IPv4",
-                "endpoints": [
-                    {
-                        "addresses": [POD_IP],
-                        "conditions": {"ready": True},
-                        "targetRef": {"kind": "Pod", "name": "digits-pod", "namespace": "default"},
-                    }
-                ],
-                "ports": [{"name": "metrics", "port": 8002, "protocol": "TCP"}],
-            }
-        )
-        kube.create(
-            {
-                "apiVersion": "gantry.dev/v1alpha1",
-                "kind": "InferenceService",
-                "metadata": {"name": "digits", "namespace": "default"},
-                "spec": {"model": {"storageUri": "pvc://models/digits"}},
-            }
-        )
+    admin = KubeClient.for_kubeconfig(control_plane.kubeconfig)
+    admin.create(endpoint_slice(namespace, fake_pod))
+    admin.create(
+        {
+            "apiVersion": "gantry.dev/v1alpha1",
+            "kind": "InferenceService",
+            "metadata": {"name": "digits", "namespace": namespace},
+            "spec": {"model": {"storageUri": "pvc://models/digits"}},
+        }
+    )
 
-        def autoscaling() -> dict[str, Any]:
-            isvc = kube.get("gantry.dev/v1alpha1", "inferenceservices", "digits", "default")
-            return dict(((isvc or {}).get("status") or {}).get("autoscaling") or {})
+    def autoscaling() -> dict[str, Any]:
+        isvc = admin.get(*ISVC, "digits", namespace)
+        return dict(((isvc or {}).get("status") or {}).get("autoscaling") or {})
 
-        with run_operator_in_thread(api.url):
-            status = poll(
+    try:
+        with run_operator_in_thread(str(operator_kubeconfig), namespaces=[namespace]):
+            status = wait_for(
                 lambda: autoscaling().get("requestsPerSecond") and autoscaling(),
                 60,
                 "status.autoscaling.requestsPerSecond",
@@ -132,11 +164,10 @@ def test_daemon_records_metrics_and_manages_hpa(
             assert status["latencyMeanMs"] == 4 and status["sampledAt"]
             assert "desiredReplicas" not in status
 
-            kube.patch(
-                "gantry.dev/v1alpha1",
-                "inferenceservices",
+            admin.patch(
+                *ISVC,
                 "digits",
-                "default",
+                namespace,
                 {
                     "spec": {
                         "autoscaling": {
@@ -148,28 +179,19 @@ def test_daemon_records_metrics_and_manages_hpa(
                     }
                 },
             )
-            hpa = poll(
-                lambda: kube.get("autoscaling/v2", "horizontalpodautoscalers", "digits", "default"),
-                60,
-                "the HPA",
-            )
+            hpa = wait_for(lambda: admin.get(*HPA, "digits", namespace), 60, "the HPA")
             assert hpa["spec"]["scaleTargetRef"]["kind"] == "InferenceService"
-            poll(lambda: autoscaling().get("mode") == "hpa", 30, "mode hpa in the status")
+            owner = admin.get(*ISVC, "digits", namespace)
+            assert owner is not None
+            assert hpa["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+            wait_for(lambda: autoscaling().get("mode") == "hpa", 30, "mode hpa in the status")
 
-            kube.patch(
-                "gantry.dev/v1alpha1",
-                "inferenceservices",
-                "digits",
-                "default",
-                {"spec": {"autoscaling": {"mode": "builtin"}}},
-            )
-            poll(
-                lambda: (
-                    kube.get("autoscaling/v2", "horizontalpodautoscalers", "digits", "default")
-                    is None
-                ),
+            admin.patch(*ISVC, "digits", namespace, {"spec": {"autoscaling": {"mode": "builtin"}}})
+            wait_for(
+                lambda: admin.get(*HPA, "digits", namespace) is None,
                 60,
                 "the stale HPA to be deleted",
             )
-        kube.close()
-    operator_config.cache_clear()
+    finally:
+        admin.close()
+        operator_config.cache_clear()
