@@ -1,4 +1,10 @@
-"""ProgressReporter: the PATCH it sends, rate limiting, and surviving a broken API."""
+"""ProgressReporter against a real kube-apiserver, as the job's trainer ServiceAccount.
+
+Each test gets a namespace with a TrainingJob `digits`, the trainer ServiceAccount the
+operator creates for it and a token for that account from the TokenRequest API, written
+where the kubelet mounts it (GANTRY_SERVICEACCOUNT_DIR); KUBERNETES_SERVICE_HOST/PORT point
+at the control plane. What the reporter sent is read back from the TrainingJob's status.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,30 @@ import json
 import logging
 import re
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 import torch
 
+from tests.conftest import (
+    create_trainer_account,
+    create_training_job,
+    grant_trainer_role,
+    in_cluster_env,
+    serviceaccount_dir,
+)
 from training_jobs import DistributedContext, ProgressReporter
 from training_jobs.kube import ApiTarget, discover_api
 from training_jobs.progress import build_progress, estimate_eta
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from dev_cluster.controlplane.threaded import ThreadedControlPlane
 
 TOKEN = "s3cr3t-token-value"
 MAIN = DistributedContext(
@@ -28,44 +44,64 @@ MAIN = DistributedContext(
 
 
 @dataclass
-class FakeApi:
-    """A tiny API server in a thread that records requests and answers ``status``."""
+class Job:
+    """A TrainingJob `digits` and its trainer's in-pod view of the API."""
 
-    server: ThreadingHTTPServer
-    url: str
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
+    admin_api: ApiClient
+    namespace: str
+    env: dict[str, str]
+    sa_dir: Path
+
+    @property
+    def token(self) -> str:
+        return (self.sa_dir / "token").read_text()
+
+    def status(self, name: str = "digits") -> dict[str, Any]:
+        from kubernetes import client
+
+        obj = client.CustomObjectsApi(self.admin_api).get_namespaced_custom_object(
+            "gantry.dev", "v1alpha1", self.namespace, "trainingjobs", name
+        )
+        return dict(cast("dict[str, Any]", obj).get("status") or {})
+
+    def progress(self) -> dict[str, Any] | None:
+        return self.status().get("progress")
+
+    def grant(self) -> None:
+        grant_trainer_role(self.admin_api, self.namespace, "digits")
+
+
+def _job(
+    admin_api: ApiClient,
+    control_plane: ThreadedControlPlane,
+    namespace: str,
+    tmp_path: Path,
+) -> Job:
+    create_training_job(admin_api, namespace, "digits")
+    account = create_trainer_account(admin_api, namespace, "digits")
+    sa_dir = serviceaccount_dir(
+        admin_api, control_plane, namespace, account, tmp_path / "serviceaccount"
+    )
+    return Job(admin_api, namespace, in_cluster_env(control_plane, sa_dir), sa_dir)
 
 
 @pytest.fixture
-def api() -> Iterator[FakeApi]:
-    holder: dict[str, FakeApi] = {}
+def ungranted(
+    admin_api: ApiClient,
+    control_plane: ThreadedControlPlane,
+    crds: list[dict[str, Any]],
+    namespace: str,
+    tmp_path: Path,
+) -> Job:
+    """The trainer ServiceAccount exists, its Role is not bound yet."""
+    return _job(admin_api, control_plane, namespace, tmp_path)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_PATCH(self) -> None:
-            fake = holder["api"]
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            fake.requests.append(
-                {"path": self.path, "headers": dict(self.headers), "body": json.loads(body)}
-            )
-            reply = json.dumps({"kind": "Status", "message": "boom"}).encode()
-            self.send_response(fake.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake = FakeApi(server=server, url=f"http://127.0.0.1:{server.server_address[1]}")
-    holder["api"] = fake
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
+@pytest.fixture
+def job(ungranted: Job) -> Job:
+    """The trainer ServiceAccount with the operator's Role: get/patch this job's status."""
+    ungranted.grant()
+    return ungranted
 
 
 @pytest.fixture
@@ -85,6 +121,7 @@ def records() -> Iterator[list[logging.LogRecord]]:
 
 @pytest.fixture
 def sa_dir(tmp_path: Path) -> Path:
+    """Service-account files for tests that never reach an API server."""
     directory = tmp_path / "serviceaccount"
     directory.mkdir()
     (directory / "token").write_text(TOKEN + "\n")
@@ -100,35 +137,36 @@ class FakeClock:
         return self.now
 
 
-def _reporter(
-    url: str, sa_dir: Path, clock: FakeClock | None = None, **kw: Any
-) -> ProgressReporter:
-    env = {"GANTRY_API_URL": url, "GANTRY_SERVICEACCOUNT_DIR": str(sa_dir)}
+def _reporter(env: dict[str, str], clock: FakeClock | None = None, **kw: Any) -> ProgressReporter:
     return ProgressReporter(
         total_epochs=kw.pop("total_epochs", 12),
         total_steps=kw.pop("total_steps", 120),
-        job_name="digits",
-        namespace=kw.pop("namespace", "ml"),
+        job_name=kw.pop("job_name", "digits"),
+        namespace=kw.pop("namespace", None),
         api=discover_api(env),
         context=kw.pop("context", MAIN),
         clock=clock or FakeClock(),
-        timeout=2.0,
+        timeout=10.0,
         **kw,
     )
 
 
-def test_patch_carries_the_progress_as_a_merge_patch(api: FakeApi, sa_dir: Path) -> None:
+def test_patch_merges_the_progress_into_the_status(job: Job) -> None:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(job.admin_api)
+    custom.patch_namespaced_custom_object_status(
+        "gantry.dev", "v1alpha1", job.namespace, "trainingjobs", "digits",
+        {"status": {"phase": "Running", "attempts": 1}},
+    )  # fmt: skip
     clock = FakeClock()
-    reporter = _reporter(api.url, sa_dir, clock)
+    reporter = _reporter(job.env, clock, namespace=job.namespace)
     clock.now += 30.0  # 30 steps in 30 s -> 90 remaining steps take 90 s
     assert reporter.report(epoch=3, step=30, loss=0.2314, metrics={"test_accuracy": 0.97})
 
-    (request,) = api.requests
-    assert request["path"] == "/apis/gantry.dev/v1alpha1/namespaces/ml/trainingjobs/digits/status"
-    assert request["headers"]["Content-Type"] == "application/merge-patch+json"
-    assert request["headers"]["Authorization"] == f"Bearer {TOKEN}"
-    progress = request["body"]["status"]["progress"]
-    assert set(request["body"]) == {"status"} and set(request["body"]["status"]) == {"progress"}
+    status = job.status()
+    assert status["phase"] == "Running" and status["attempts"] == 1, "a merge patch keeps the rest"
+    progress = status["progress"]
     updated = progress.pop("updatedAt")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", updated)
     assert progress == {
@@ -145,28 +183,42 @@ def test_patch_carries_the_progress_as_a_merge_patch(api: FakeApi, sa_dir: Path)
     assert reporter.latest is not None and reporter.latest["step"] == 30
 
 
-def test_namespace_defaults_to_the_service_account_namespace(api: FakeApi, sa_dir: Path) -> None:
-    reporter = _reporter(api.url, sa_dir, namespace=None)
-    reporter.report(epoch=1, step=1)
-    assert api.requests[0]["path"].startswith("/apis/gantry.dev/v1alpha1/namespaces/team-a/")
+def test_namespace_defaults_to_the_service_account_namespace(job: Job) -> None:
+    reporter = _reporter(job.env, namespace=None)
+    assert reporter.report(epoch=1, step=1)
+    progress = job.progress()
+    assert progress is not None and progress["step"] == 1
 
 
-def test_rate_limited_but_the_final_report_always_goes(api: FakeApi, sa_dir: Path) -> None:
+def test_the_token_may_patch_this_job_only(job: Job, records: list[logging.LogRecord]) -> None:
+    """The operator's Role names the job: another job's status is forbidden to its trainer."""
+    create_training_job(job.admin_api, job.namespace, "other")
+    reporter = _reporter(job.env, job_name="other", min_interval=0.0)
+    assert not reporter.report(epoch=1, step=1, final=True)
+    assert "progress" not in job.status("other")
+    (warning,) = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert "HTTP 403" in warning and "digits-trainer" in warning
+    assert job.token not in warning
+
+
+def test_rate_limited_but_the_final_report_always_goes(job: Job) -> None:
     clock = FakeClock()
-    reporter = _reporter(api.url, sa_dir, clock, min_interval=5.0)
-    assert reporter.report(epoch=0, step=1)
+    reporter = _reporter(job.env, clock, min_interval=5.0)
+    sent = [reporter.report(epoch=0, step=1)]
     clock.now += 1
-    assert not reporter.report(epoch=0, step=2)
+    sent.append(reporter.report(epoch=0, step=2))
     clock.now += 1
-    assert not reporter.report(epoch=0, step=3)
-    assert len(api.requests) == 1
+    sent.append(reporter.report(epoch=0, step=3))
+    assert sent == [True, False, False]
+    assert (job.progress() or {})["step"] == 1, "only the first report reached the API"
     assert reporter.latest is not None and reporter.latest["step"] == 3  # kept even if not sent
     clock.now += 5
     assert reporter.report(epoch=1, step=10)
+    assert (job.progress() or {})["step"] == 10
     clock.now += 0.1
     assert reporter.report(epoch=12, step=120, final=True)
-    assert [r["body"]["status"]["progress"]["step"] for r in api.requests] == [1, 10, 120]
-    assert api.requests[-1]["body"]["status"]["progress"]["percent"] == 100
+    progress = job.progress() or {}
+    assert (progress["step"], progress["percent"]) == (120, 100)
 
 
 def test_connection_refused_warns_once_and_never_raises(
@@ -174,9 +226,14 @@ def test_connection_refused_warns_once_and_never_raises(
 ) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        port = sock.getsockname()[1]
+    env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "GANTRY_SERVICEACCOUNT_DIR": str(sa_dir),
+    }
     clock = FakeClock()
-    reporter = _reporter(url, sa_dir, clock, min_interval=0.0)
+    reporter = _reporter(env, clock, min_interval=0.0)
     for step in range(1, 4):
         clock.now += 100
         assert reporter.report(epoch=0, step=step, final=True) is False
@@ -187,30 +244,40 @@ def test_connection_refused_warns_once_and_never_raises(
     assert TOKEN not in everything
 
 
-def test_server_errors_warn_once_then_recovery_is_noted(
-    api: FakeApi, sa_dir: Path, records: list[logging.LogRecord], capsys: pytest.CaptureFixture[str]
+def test_refusals_warn_once_back_off_then_recovery_is_noted(
+    ungranted: Job, records: list[logging.LogRecord], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api.status = 500
+    """Until the operator's Role is bound the API answers 403; then reports go through."""
     clock = FakeClock()
-    reporter = _reporter(api.url, sa_dir, clock, min_interval=1.0)
+    reporter = _reporter(ungranted.env, clock, min_interval=1.0)
     assert not reporter.report(epoch=0, step=1)
-    clock.now += 1.5
-    assert not reporter.report(epoch=0, step=2)  # backing off: not even tried
-    assert len(api.requests) == 1
-    assert not reporter.report(epoch=0, step=3, final=True)  # final is always tried
-    assert len(api.requests) == 2
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "HTTP 500" in warnings[0] and "boom" in warnings[0]
+    assert len(warnings) == 1 and "HTTP 403" in warnings[0] and "forbidden" in warnings[0]
 
-    api.status = 200
-    clock.now += 100
-    assert reporter.report(epoch=1, step=4)
+    ungranted.grant()
+    clock.now += 1.5
+    assert not reporter.report(epoch=0, step=2), "backing off: not even tried"
+    assert ungranted.progress() is None
+    assert reporter.report(epoch=0, step=3, final=True), "a final report is always tried"
+    assert (ungranted.progress() or {})["step"] == 3
     assert any("works again" in r.getMessage() for r in records)
+    assert len([r for r in records if r.levelno >= logging.WARNING]) == 1
     everything = " ".join(r.getMessage() for r in records) + str(capsys.readouterr())
-    assert TOKEN not in everything
+    assert ungranted.token not in everything
 
 
-def test_other_ranks_send_nothing(api: FakeApi, sa_dir: Path) -> None:
+def test_the_server_is_verified_with_the_service_account_ca(
+    job: Job, records: list[logging.LogRecord]
+) -> None:
+    (job.sa_dir / "ca.crt").unlink()
+    reporter = _reporter(job.env, min_interval=0.0)
+    assert not reporter.report(epoch=0, step=1, final=True)
+    (warning,) = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert "CERTIFICATE_VERIFY_FAILED" in warning
+    assert job.progress() is None
+
+
+def test_other_ranks_send_nothing(job: Job) -> None:
     worker = DistributedContext(
         rank=1,
         local_rank=1,
@@ -219,10 +286,10 @@ def test_other_ranks_send_nothing(api: FakeApi, sa_dir: Path) -> None:
         backend="gloo",
         is_main=False,
     )
-    reporter = _reporter(api.url, sa_dir, context=worker)
+    reporter = _reporter(job.env, context=worker)
     assert not reporter.enabled
     assert not reporter.report(epoch=12, step=120, final=True)
-    assert api.requests == []
+    assert job.progress() is None
 
 
 def test_outside_a_cluster_progress_is_only_kept(monkeypatch: pytest.MonkeyPatch) -> None:
