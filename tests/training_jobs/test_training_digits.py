@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from tests.conftest import (
+    create_trainer_account,
+    create_training_job,
+    grant_trainer_role,
+    in_cluster_env,
+    serviceaccount_dir,
+)
 from training_jobs import read_metadata
 from training_jobs.examples import digits
 from training_jobs.examples.digits import DigitsCNN
 from training_jobs.examples.digits_data import heldout_split
 
-TOKEN = "digits-sa-token-123"
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from dev_cluster.controlplane.threaded import ThreadedControlPlane
+
 RUN_TIMEOUT_S = 300
 
 
@@ -64,27 +71,24 @@ def _run(
 
 
 @pytest.fixture
-def status_patches() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A stand-in API server that records the status PATCHes it receives."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_PATCH(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, "body": json.loads(body)})
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+def trainer_env(
+    admin_api: ApiClient,
+    control_plane: ThreadedControlPlane,
+    crds: list[dict[str, Any]],
+    namespace: str,
+    tmp_path: Path,
+) -> dict[str, str]:
+    """A TrainingJob `digits` and what its worker pods see: the real API server's address
+    and a token of the job's trainer ServiceAccount, under the operator's trainer Role."""
+    create_training_job(admin_api, namespace, "digits")
+    account = create_trainer_account(admin_api, namespace, "digits")
+    grant_trainer_role(admin_api, namespace, "digits")
+    sa_dir = serviceaccount_dir(admin_api, control_plane, namespace, account, tmp_path / "sa")
+    return {
+        **in_cluster_env(control_plane, sa_dir),
+        "GANTRY_JOB_NAME": "digits",
+        "GANTRY_JOB_NAMESPACE": namespace,
+    }
 
 
 def _newest_checkpoint_model(checkpoints: Path) -> DigitsCNN:
@@ -96,25 +100,18 @@ def _newest_checkpoint_model(checkpoints: Path) -> DigitsCNN:
 
 @pytest.mark.slow
 def test_two_workers_train_export_and_report(
-    tmp_path: Path, status_patches: tuple[str, list[dict[str, Any]]]
+    tmp_path: Path, trainer_env: dict[str, str], admin_api: ApiClient
 ) -> None:
-    url, patches = status_patches
-    sa_dir = tmp_path / "sa"
-    sa_dir.mkdir()
-    (sa_dir / "token").write_text(TOKEN)
+    from kubernetes import client
+
     result = _run(
-        tmp_path,
-        ["--epochs", "12", "--lr", "0.01", "--batch-size", "64"],
-        extra_env={
-            "GANTRY_API_URL": url,
-            "GANTRY_SERVICEACCOUNT_DIR": str(sa_dir),
-            "GANTRY_JOB_NAME": "digits",
-            "GANTRY_JOB_NAMESPACE": "ml",
-        },
+        tmp_path, ["--epochs", "12", "--lr", "0.01", "--batch-size", "64"], extra_env=trainer_env
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "2 worker(s), backend gloo" in result.stderr
-    assert TOKEN not in result.stdout + result.stderr
+    token = (Path(trainer_env["GANTRY_SERVICEACCOUNT_DIR"]) / "token").read_text()
+    assert token not in result.stdout + result.stderr
+    assert "could not report progress" not in result.stderr
 
     meta = read_metadata(tmp_path / "model")
     assert meta["metrics"]["test_accuracy"] >= 0.90
@@ -136,11 +133,14 @@ def test_two_workers_train_export_and_report(
     accuracy = float((all_logits.argmax(1) == y_test).mean())
     assert accuracy == pytest.approx(meta["metrics"]["test_accuracy"], abs=1e-6)
 
-    assert patches, "no progress reached the API"
-    assert {p["path"] for p in patches} == {
-        "/apis/gantry.dev/v1alpha1/namespaces/ml/trainingjobs/digits/status"
-    }
-    final = patches[-1]["body"]["status"]["progress"]
+    job = cast(
+        "dict[str, Any]",
+        client.CustomObjectsApi(admin_api).get_namespaced_custom_object(
+            "gantry.dev", "v1alpha1", trainer_env["GANTRY_JOB_NAMESPACE"], "trainingjobs", "digits"
+        ),
+    )
+    assert "progress" in job.get("status", {}), "no progress reached the API"
+    final = job["status"]["progress"]
     assert (final["epoch"], final["totalEpochs"], final["percent"]) == (12, 12, 100)
     assert final["step"] == final["totalSteps"]
     assert final["metrics"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
