@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install Gantry with every dependency group
 
-tools: $(STAMP) ## install local tritonserver, helm and kubectl under .tools/
+tools: $(STAMP) ## install tritonserver and helm, and build the control plane + kubectl, under .tools/
 	@scripts/install-tools.sh $(TOOLS) $(BIN)/python
+	@scripts/build-k8s.sh $(TOOLS)
 
 crds: $(STAMP) ## render crds/*.yaml from the API models and copy them into the chart
 	$(BIN)/python -m gantry.crdgen crds

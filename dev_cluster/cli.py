@@ -28,7 +28,7 @@ def _state_option(f: click.decorators.FC) -> click.decorators.FC:
 
 @click.group()
 def dev() -> None:
-    """The embedded dev cluster (emulated API + local node agent + Gantry operator)."""
+    """The embedded dev cluster (real control plane + local node + Gantry operator)."""
 
 
 @dev.command()
@@ -46,12 +46,14 @@ def dev() -> None:
     show_default=True,
     help="fake nvidia.com/gpu devices the node advertises",
 )
-@click.option("--cpu", default=None, help="node CPU capacity (default: the host's)")
+@click.option("--cpu", default=None, help="node CPU capacity (default: the host's, at least 8)")
 @click.option(
-    "--memory", default=None, help="node memory capacity, e.g. 16Gi (default: the host's)"
+    "--memory",
+    default=None,
+    help="node memory capacity, e.g. 16Gi (default: the host's, at least 16Gi)",
 )
 @click.option("--port", type=int, default=0, help="API server port (default: any free port)")
-@click.option("--no-operator", is_flag=True, help="do not start the Gantry operator")
+@click.option("--no-operator", is_flag=True, help="do not install the Gantry chart (operator)")
 @click.option(
     "--backoff-base",
     type=float,
@@ -87,9 +89,16 @@ def up(
     want_operator = not no_operator
     if want_operator and not operator_available():
         click.echo(
-            "note: gantry.controller is not importable; starting without the operator", err=True
+            "note: gantry.controller or helm is missing; starting without the operator", err=True
         )
         want_operator = False
+    from .controlplane import binaries_available
+
+    if not binaries_available():
+        raise click.ClickException(
+            "the control plane is not built: run `make tools` first (it builds kube-apiserver, "
+            "kube-controller-manager, kube-scheduler and etcd from their Go modules)"
+        )
     cluster = DevCluster(
         state_dir,
         gpus=gpus,
@@ -103,15 +112,22 @@ def up(
 
     def ready(c: DevCluster) -> None:
         pid_file.write_text(f"{os.getpid()}\n")
+        cap = c.capacity().as_strings()
         click.echo(f"API server:  {c.url}")
-        click.echo(f"kubeconfig:  {c.kubeconfig}")
+        click.echo(f"kubeconfig:  {c.kubeconfig}  (cluster admin)")
         click.echo(f"state dir:   {c.state_dir}  (PVCs: pvc/, logs: logs/, hosts file: hosts)")
-        click.echo(f"node:        dev-node ({gpus} nvidia.com/gpu)")
+        click.echo(
+            f"node:        dev-node (cpu {cap['cpu']}, memory {cap['memory']}, "
+            f"{gpus} nvidia.com/gpu; requests are not enforced)"
+        )
         click.echo(f"CRDs:        {', '.join(c.crds) or 'none found'}")
-        if c.operator_pid:
-            click.echo(f"operator:    pid {c.operator_pid}, log {c.operator_log}")
+        if c.operator:
+            click.echo(
+                "operator:    Helm release gantry in gantry-system "
+                "(kubectl -n gantry-system logs deploy/gantry)"
+            )
         else:
-            click.echo("operator:    not running")
+            click.echo("operator:    not installed")
         click.echo(f"try:         kubectl --kubeconfig {c.kubeconfig} get nodes")
         click.echo("ready; Ctrl-C stops the cluster", nl=True)
 
@@ -179,7 +195,7 @@ def logs(
     kubeconfig: Path | None,
     state_dir: Path,
 ) -> None:
-    """Print a pod's container logs (through the API, like kubectl logs)."""
+    """Print a pod's container logs (through the API server, like kubectl logs)."""
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
@@ -193,13 +209,3 @@ def logs(
     except ApiException as exc:
         raise click.ClickException(f"{exc.status} {exc.reason}: {exc.body}") from exc
     click.echo(text, nl=False)
-
-
-def _mount_api_command() -> None:
-    """`gantry dev api`: the emulated API server alone (no node agent, no operator)."""
-    from .apiserver.cli import api_command
-
-    dev.add_command(api_command, "api")
-
-
-_mount_api_command()

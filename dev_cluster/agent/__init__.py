@@ -1,16 +1,16 @@
-"""The dev cluster's node agent: a kubelet and the controllers Gantry relies on.
+"""The dev cluster's node agent: the kubelet of one node, `dev-node`.
 
-It runs the pods of an (emulated or real) Kubernetes API as local processes on one node,
-`dev-node`: a scheduler, the kubelet (containers as processes with private mounts,
-probes, restarts, logs, graceful deletion), per-pod DNS through hosts files, and the
-Job, Deployment/ReplicaSet, EndpointSlice, PVC and PodDisruptionBudget controllers.
-`python -m dev_cluster.agent --kubeconfig PATH --state-dir DIR [--gpus N]` runs it alone.
+It runs the pods kube-scheduler binds to the node as local processes (private mounts,
+probes, restarts, logs, graceful deletion), reports pod and node status, keeps the node's
+Lease fresh, mounts projected service-account tokens from the TokenRequest API, serves
+the kubelet API that `kubectl logs` reaches through kube-apiserver, writes per-pod hosts
+files for service names, and provisions directory-backed volumes for claims.
 
 Known differences from a real node: no container images (see `images`), no network
 namespace (pods share the host network; each binds its own 127.0.x.y address), no
-cgroup limits (requests/limits only matter to scheduling), no kube-proxy (ClusterIPs
-are not routable: names resolve to pod IPs, see `hosts`), mount points missing on the
-host are created there as empty directories or files.
+cgroup limits (requests only matter to the scheduler), no kube-proxy (ClusterIPs are not
+routable: names resolve to pod IPs, see `hosts`), no exec/attach/port-forward, and mount
+points missing on the host are created there as empty directories or files.
 """
 
 from .agent import AgentConfig, NodeAgent

@@ -1,7 +1,9 @@
-"""The node agent: one Node, the kubelet, and the controllers Gantry relies on.
+"""The node agent: the dev node's kubelet, its kubelet API, and a local volume provisioner.
 
-Everything goes through the HTTP API (list + watch with resourceVersion resume, and
-writes), as a kubelet and controller-manager would on a real cluster.
+Scheduling, Jobs, Deployments, EndpointSlices, garbage collection and the rest are done by
+the real kube-scheduler and kube-controller-manager; the agent only plays the node. It
+talks to kube-apiserver over HTTPS as `system:node:<node>` (the Node authorizer and the
+NodeRestriction admission plugin apply), list+watching what a kubelet watches.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +22,13 @@ from . import api as k8s
 from .api import APIClient, APIError
 from .container import Backoff
 from .controllers import control_loop
-from .deployments import DeploymentController, ReplicaSetController
 from .dns import HostsWriter
-from .endpoints import EndpointsController
 from .informer import Informer, Trigger
-from .jobs import JobController
 from .kubelet import Kubelet, KubeletConfig
+from .kubelet_server import KubeletServer
+from .lease import NodeLease
 from .node import NODE_NAME, NodeCapacity, host_capacity, node_object, node_status
-from .pdb import DisruptionController
-from .pvc import ClaimBinder
-from .scheduling import Scheduler
+from .provisioner import LocalProvisioner
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ class AgentConfig:
     backoff_base: float = 10.0
     backoff_cap: float = 300.0
     resync: float = 1.0
+    tls: ssl.SSLContext | None = None
+    """Client TLS towards the API server (CA + the node's client certificate)."""
+    serving_tls: ssl.SSLContext | None = None
+    """Server TLS of the kubelet API (`kubectl logs` reaches it through the API server)."""
+    kubelet_port: int = 0
+    kubelet_version: str = "v0.0.0"
 
 
 class NodeAgent:
@@ -50,30 +56,28 @@ class NodeAgent:
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
-        self.client = APIClient(config.server)
+        self.client = APIClient(config.server, config.tls)
         c = self.client
-        self.pods = Informer(c, k8s.PODS)
-        self.nodes = Informer(c, k8s.NODES)
+        # the Node authorizer lets a node list and watch only the pods bound to it
+        self.pods = Informer(c, k8s.PODS, field_selector=f"spec.nodeName={config.node_name}")
         self.services = Informer(c, k8s.SERVICES)
         self.slices = Informer(c, k8s.ENDPOINTSLICES)
         self.configmaps = Informer(c, k8s.CONFIGMAPS)
         self.secrets = Informer(c, k8s.SECRETS)
         self.pvcs = Informer(c, k8s.PVCS)
-        self.jobs = Informer(c, k8s.JOBS)
-        self.deployments = Informer(c, k8s.DEPLOYMENTS)
-        self.replicasets = Informer(c, k8s.REPLICASETS)
-        self.pdbs = Informer(c, k8s.PDBS)
+        self.pvs = Informer(c, k8s.PVS)
         self.informers = [
-            self.pods, self.nodes, self.services, self.slices, self.configmaps, self.secrets,
-            self.pvcs, self.jobs, self.deployments, self.replicasets, self.pdbs,
+            self.pods, self.services, self.slices, self.configmaps, self.secrets, self.pvcs,
+            self.pvs,
         ]  # fmt: skip
         self.hosts_trigger = Trigger()
+        logs_root = config.logs_root or config.state_dir / "logs"
         self.kubelet = Kubelet(
             c,
             KubeletConfig(
                 node_name=config.node_name,
                 state_dir=config.state_dir,
-                logs_root=config.logs_root or config.state_dir / "logs",
+                logs_root=logs_root,
                 api_server=config.server,
                 backoff=Backoff(config.backoff_base, config.backoff_cap),
             ),
@@ -81,17 +85,20 @@ class NodeAgent:
             self.configmaps,
             self.secrets,
             self.pvcs,
+            self.pvs,
             self.hosts_trigger,
         )
         self.hosts = HostsWriter(
             self.services, self.slices, self.pods, self.kubelet.running, config.state_dir / "hosts"
         )
         self.kubelet.render_hosts = self.hosts.render
+        self.server = KubeletServer(self.pods, logs_root, config.serving_tls, config.kubelet_port)
+        self.lease = NodeLease(c, config.node_name)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
     async def register_node(self) -> None:
-        """Create (or refresh) the Node and post its status; repeated as a heartbeat."""
+        """Create (or refresh) the Node and post its status."""
         cap = self.config.capacity
         name = self.config.node_name
         try:
@@ -100,17 +107,13 @@ class NodeAgent:
             if exc.status != 404:
                 raise
             node = await self.client.create(k8s.NODES, None, node_object(name, cap))
-        labels = node_object(name, cap)["metadata"]["labels"]
-        if any((node["metadata"].get("labels") or {}).get(k) != v for k, v in labels.items()):
-            node = await self.client.patch(k8s.NODES, None, name, {"metadata": {"labels": labels}})
-        status = node_status(cap, node.get("status"))
-        self.nodes.upsert(
-            await self.client.patch(k8s.NODES, None, name, {"status": status}, sub="status")
-        )
+        status = node_status(cap, node.get("status"), self.server.port, self.config.kubelet_version)
+        await self.client.patch(k8s.NODES, None, name, {"status": status}, sub="status")
 
     async def _heartbeat(self) -> None:
+        """Post the node status every minute (the Lease carries the 10 s heartbeat)."""
         while True:
-            await asyncio.sleep(20)
+            await asyncio.sleep(60)
             with contextlib.suppress(APIError, aiohttp.ClientError, OSError):
                 await self.register_node()
 
@@ -133,6 +136,7 @@ class NodeAgent:
         leftovers = self.kubelet.registry.reap_leftovers()
         if leftovers:
             log.warning("stopped %d container(s) left running by an earlier agent", len(leftovers))
+        await self.server.start()
         for _ in range(100):
             try:
                 await self.register_node()
@@ -141,25 +145,14 @@ class NodeAgent:
                 await asyncio.sleep(0.1)
         else:
             await self.register_node()
+        await self.lease.renew()
         self._tasks.extend(asyncio.create_task(i.run()) for i in self.informers)
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
 
         async def kubelet() -> None:
             self.kubelet.reconcile()
 
-        sched = Scheduler(self.client, self.pods, self.nodes, self.config.node_name)
-        self._loop("scheduler", sched.reconcile, self.pods, self.nodes)
-        self._loop("kubelet", kubelet, self.pods)
-        self._loop(
-            "pvc", ClaimBinder(self.client, self.pvcs, self.config.state_dir).reconcile, self.pvcs
-        )
-        self._loop(
-            "endpoints",
-            EndpointsController(self.client, self.services, self.pods, self.slices).reconcile,
-            self.services,
-            self.pods,
-            self.slices,
-        )
+        self._loop("kubelet", kubelet, self.pods, self.pvcs, self.pvs)
         self._loop(
             "dns",
             self.hosts.reconcile,
@@ -168,31 +161,8 @@ class NodeAgent:
             self.pods,
             trigger=self.hosts_trigger,
         )
-        self._loop(
-            "jobs", JobController(self.client, self.jobs, self.pods).reconcile, self.jobs, self.pods
-        )
-        self._loop(
-            "replicasets",
-            ReplicaSetController(self.client, self.replicasets, self.pods).reconcile,
-            self.replicasets,
-            self.pods,
-        )
-        self._loop(
-            "deployments",
-            DeploymentController(
-                self.client, self.deployments, self.replicasets, self.pods
-            ).reconcile,
-            self.deployments,
-            self.replicasets,
-            self.pods,
-        )
-        self._loop(
-            "pdb",
-            DisruptionController(self.client, self.pdbs, self.pods).reconcile,
-            self.pdbs,
-            self.pods,
-        )
         self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._tasks.append(asyncio.create_task(self.lease.run()))
         self.ready.set()
 
     async def stop(self) -> None:
@@ -202,6 +172,7 @@ class NodeAgent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.kubelet.shutdown()
+        await self.server.stop()
         await self.client.close()
 
     async def run(self) -> None:
@@ -210,3 +181,30 @@ class NodeAgent:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+class ProvisionerAgent:
+    """The local-path provisioner, with its own identity (nodes may not create volumes)."""
+
+    def __init__(self, server: str, tls: ssl.SSLContext | None, state_dir: Path) -> None:
+        self.client = APIClient(server, tls)
+        self.pvcs = Informer(self.client, k8s.PVCS)
+        self.pvs = Informer(self.client, k8s.PVS)
+        self.provisioner = LocalProvisioner(self.client, self.pvcs, self.pvs, state_dir)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(i.run()) for i in (self.pvcs, self.pvs)]
+        await asyncio.gather(self.pvcs.synced.wait(), self.pvs.synced.wait())
+        trigger = Trigger()
+        self.pvcs.subscribe(trigger)
+        self.pvs.subscribe(trigger)
+        self._tasks.append(
+            asyncio.create_task(control_loop("provisioner", trigger, self.provisioner.reconcile, 5))
+        )
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()

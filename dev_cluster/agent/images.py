@@ -11,9 +11,11 @@ The first word of the command picks what runs:
 | `torchrun`, `gantry`, ... | that venv's `bin/` entry point when it exists there            |
 | anything else             | as written, found on PATH (venv `bin/` first, then the host's) |
 
-When a container has no `command`, the image's usual entrypoint is assumed from the
-image name: `*tritonserver*` → `tritonserver`, `python*` / `*pytorch*` → `python`,
-anything else → the first of `args` (or a clear error when there are none).
+When a container has no `command`, the image's usual ENTRYPOINT/CMD is assumed from the
+image name, as a container runtime would apply them: `*tritonserver*` has the entrypoint
+`tritonserver` (args follow it); `python*` / `*pytorch*` have no entrypoint and the CMD
+`python` (args replace it, as `kubectl run --image=python:3.11 -- python -c ...` expects);
+anything else runs its args (or fails with a clear error when there are none).
 """
 
 from __future__ import annotations
@@ -25,23 +27,30 @@ from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
 
-IMAGE_ENTRYPOINTS: tuple[tuple[str, str], ...] = (
-    ("tritonserver", "tritonserver"),
-    ("pytorch", "python"),
-    ("python", "python"),
-)
+IMAGE_ENTRYPOINTS: tuple[tuple[str, str], ...] = (("tritonserver", "tritonserver"),)
+IMAGE_DEFAULT_COMMANDS: tuple[tuple[str, str], ...] = (("pytorch", "python"), ("python", "python"))
 
 
 class ImageError(Exception):
     """No host command can be derived for the container."""
 
 
-def entrypoint_for(image: str) -> str | None:
+def _lookup(image: str, table: tuple[tuple[str, str], ...]) -> str | None:
     name = image.rsplit("/", 1)[-1].lower()
-    for needle, entry in IMAGE_ENTRYPOINTS:
+    for needle, entry in table:
         if needle in name:
             return entry
     return None
+
+
+def entrypoint_for(image: str) -> str | None:
+    """The image's ENTRYPOINT (args are appended to it)."""
+    return _lookup(image, IMAGE_ENTRYPOINTS)
+
+
+def default_command_for(image: str) -> str | None:
+    """The image's CMD (used only when the container has neither command nor args)."""
+    return _lookup(image, IMAGE_DEFAULT_COMMANDS)
 
 
 def host_command(
@@ -71,4 +80,7 @@ def with_entrypoint(image: str, command: Sequence[str], args: Sequence[str]) -> 
     entry = entrypoint_for(image)
     if entry is not None:
         return [entry, *args]
-    return list(args)
+    if args:
+        return list(args)
+    default = default_command_for(image)
+    return [default] if default else []

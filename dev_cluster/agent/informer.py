@@ -37,9 +37,10 @@ def _rv(obj: Obj) -> int:
 class Informer:
     """One resource's objects, kept current by list + watch with resume."""
 
-    def __init__(self, client: APIClient, resource: Resource) -> None:
+    def __init__(self, client: APIClient, resource: Resource, field_selector: str = "") -> None:
         self.client = client
         self.resource = resource
+        self.field_selector = field_selector
         self.objects: dict[Key, Obj] = {}
         self._gone: dict[Key, int] = {}
         self.synced = asyncio.Event()
@@ -89,7 +90,7 @@ class Informer:
         delay = 0.2
         while True:
             try:
-                listing = await self.client.list(self.resource)
+                listing = await self.client.list(self.resource, field_selector=self.field_selector)
                 fresh: dict[Key, Obj] = {}
                 for item in listing.get("items") or []:
                     fresh[key_of(item)] = item
@@ -100,7 +101,9 @@ class Informer:
                 self._notify()
                 delay = 0.2
                 while True:
-                    async for event in self.client.watch(self.resource, version):
+                    async for event in self.client.watch(
+                        self.resource, version, self.field_selector
+                    ):
                         obj = event.get("object") or {}
                         version = str(obj.get("metadata", {}).get("resourceVersion") or version)
                         kind = event.get("type")
@@ -112,7 +115,12 @@ class Informer:
                 log.debug("watch on %s expired; relisting", self.resource.plural)
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, APIError, OSError, ValueError) as exc:
+            except APIError as exc:
+                # a refusal (403, 404) is worth a warning; it will not fix itself quickly
+                log.warning("watch on %s failed (%s); retrying", self.resource.plural, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
                 log.debug("watch on %s failed (%s); retrying", self.resource.plural, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -6,10 +6,11 @@ written to the pod's `status` subresource; deletion follows the real contract: w
 API sets deletionTimestamp the kubelet runs preStop hooks, sends SIGTERM, SIGKILLs after
 the grace period and then deletes the pod with gracePeriodSeconds=0.
 
-Every container gets KUBERNETES_SERVICE_HOST/PORT (127.0.0.1 and the API's port), the
-service-account files, and GANTRY_API_URL (the API's plain-HTTP URL), since the dev API
-has no TLS for in-cluster https:// clients. Pod IPs come in 127.0.X.0/24 blocks per
-cluster (see IPAllocator).
+Every container gets KUBERNETES_SERVICE_HOST/PORT pointing at kube-apiserver on
+127.0.0.1 (there is no kube-proxy to route the `kubernetes` Service's ClusterIP), and
+its projected service-account token comes from the TokenRequest API, bound to the pod and
+refreshed before it expires, so in-pod clients authenticate as their ServiceAccount.
+Pod IPs come in 127.0.X.0/24 blocks per cluster (see IPAllocator).
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-
-from dev_cluster.apiserver.logs import log_path
 
 from . import api as k8s
 from .api import APIClient, APIError
@@ -38,11 +38,11 @@ from .hosts import PodAddress, write_in_place
 from .images import VENV_BIN, ImageError, host_command
 from .informer import Informer
 from .ips import IPAllocator
-from .podstatus import now, pod_conditions, pod_phase
+from .kubelet_server import log_path
+from .podstatus import now, pod_conditions, pod_phase, seconds_since
 from .probes import check
 from .process import ProcessRegistry, Sandbox, hidden_paths, run_exec
-from .volumes import Mount, container_mounts, prepare_volumes
-from .workloads import seconds_since
+from .volumes import Mount, TokenSource, container_mounts, prepare_volumes, token_sources
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -125,6 +125,7 @@ class PodWorker:
         self._dirty = asyncio.Event()
         self._published: Obj | None = None
         self.task: asyncio.Task[None] | None = None
+        self._token_task: asyncio.Task[None] | None = None
 
     @property
     def spec(self) -> Obj:
@@ -281,6 +282,8 @@ class PodWorker:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            if self._token_task is not None:
+                self._token_task.cancel()
 
     async def _runner_when_ready(
         self, spec: Obj, volumes: dict[str, Path], is_init: bool = False
@@ -306,18 +309,57 @@ class PodWorker:
             await runner.kill()
         self.changed()
 
+    async def _tokens(self) -> dict[tuple[str, str], bytes]:
+        """TokenRequest tokens for the pod's projected serviceAccountToken sources."""
+        out: dict[tuple[str, str], bytes] = {}
+        account = str(self.spec.get("serviceAccountName") or "default")
+        for source in token_sources(self.pod):
+            audiences = [source.audience] if source.audience else []
+            try:
+                answer = await self.kubelet.client.request_token(
+                    self.ns, account, audiences, source.seconds, self.pod
+                )
+            except APIError as exc:
+                raise ConfigError(
+                    f"cannot get a token for serviceaccount {account}: {exc}"
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise ConfigError(f"cannot reach the API server for a token: {exc}") from exc
+            out[(source.volume, source.path)] = str(answer["status"]["token"]).encode()
+        return out
+
+    async def _refresh_tokens(self, sources: list[TokenSource], volumes: dict[str, Path]) -> None:
+        """Rewrite each token at 80 % of its lifetime, as the kubelet does."""
+        if not sources:
+            return
+        while True:
+            await asyncio.sleep(0.8 * min(s.seconds for s in sources))
+            try:
+                tokens = await self._tokens()
+            except ConfigError as exc:
+                log.warning("token refresh for %s/%s: %s", self.ns, self.name, exc)
+                continue
+            for (volume, path), token in tokens.items():
+                if volume in volumes:
+                    write_in_place(volumes[volume] / path, token.decode())
+
     async def _prepare_volumes(self) -> dict[str, Path] | None:
         k = self.kubelet
         while not self.stopping.is_set():
             try:
-                return prepare_volumes(
+                volumes = prepare_volumes(
                     self.pod,
                     self.dir,
-                    k.config.state_dir,
                     k.configmaps.objects,
                     k.secrets.objects,
                     k.pvcs.objects,
+                    k.pvs.objects,
+                    await self._tokens(),
                 )
+                self._token_task = asyncio.create_task(
+                    self._refresh_tokens(token_sources(self.pod), volumes)
+                )
+                return volumes
             except (ConfigError, OSError) as exc:
                 reason = "ContainerCreating"
                 self.waiting = (reason, str(exc))
@@ -328,7 +370,7 @@ class PodWorker:
 
     def _base_env(self) -> dict[str, str]:
         host_path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        port = self.kubelet.config.api_server.rsplit(":", 1)[-1].strip("/")
+        port = str(urlsplit(self.kubelet.config.api_server).port or 443)
         env = {
             "PATH": f"{VENV_BIN}:{host_path}",
             "HOME": os.environ.get("HOME", "/root"),
@@ -336,9 +378,6 @@ class PodWorker:
             "KUBERNETES_SERVICE_HOST": HOST_IP,
             "KUBERNETES_SERVICE_PORT": port,
             "KUBERNETES_SERVICE_PORT_HTTPS": port,
-            # the dev API speaks plain HTTP, so in-cluster https:// URLs cannot reach it;
-            # Gantry's in-pod clients take this override (a pod's own env still wins)
-            "GANTRY_API_URL": self.kubelet.config.api_server,
         }
         for passthrough in ("LANG", "LC_ALL", "TZ", "GANTRY_TOOLS_DIR", "TMPDIR"):
             if passthrough in os.environ:
@@ -357,8 +396,7 @@ class PodWorker:
                 view, spec, k.configmaps.objects, k.secrets.objects, self._base_env()
             )
             argv, env = host_command(str(spec.get("image") or ""), container_argv(spec, env), env)
-            automount = self.spec.get("automountServiceAccountToken", True) is not False
-            mounts = container_mounts(spec, volumes, automount)
+            mounts = container_mounts(spec, volumes)
             conflicts = hidden_paths([m.target for m in mounts], RUNTIME_PATHS)
             if conflicts:
                 target, hidden = conflicts[0]
@@ -470,6 +508,7 @@ class Kubelet:
         configmaps: Informer,
         secrets: Informer,
         pvcs: Informer,
+        pvs: Informer,
         refresh_hosts: Callable[[], None],
     ) -> None:
         self.client = client
@@ -478,6 +517,7 @@ class Kubelet:
         self.configmaps = configmaps
         self.secrets = secrets
         self.pvcs = pvcs
+        self.pvs = pvs
         self.refresh_hosts = refresh_hosts
         self.ips = IPAllocator()
         self.registry = ProcessRegistry(config.state_dir / "run" / "pids")

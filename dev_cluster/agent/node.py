@@ -54,7 +54,6 @@ def node_labels(name: str, gpus: int) -> dict[str, str]:
         "kubernetes.io/arch": "amd64"
         if platform.machine() in ("x86_64", "AMD64")
         else platform.machine(),
-        "node-role.kubernetes.io/dev": "",
     }
     if gpus:
         labels["nvidia.com/gpu.present"] = "true"
@@ -70,7 +69,12 @@ def node_object(name: str, capacity: NodeCapacity) -> Obj:
     }
 
 
-def node_status(capacity: NodeCapacity, previous: Obj | None = None) -> Obj:
+def node_status(
+    capacity: NodeCapacity,
+    previous: Obj | None = None,
+    kubelet_port: int = 0,
+    kubelet_version: str = "v0.0.0",
+) -> Obj:
     stamp = now()
     prior = {c.get("type"): c for c in ((previous or {}).get("conditions") or [])}
 
@@ -112,7 +116,7 @@ def node_status(capacity: NodeCapacity, previous: Obj | None = None) -> Obj:
             {"type": "InternalIP", "address": "127.0.0.1"},
             {"type": "Hostname", "address": socket.gethostname()},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": "",
             "systemUUID": "",
@@ -120,7 +124,7 @@ def node_status(capacity: NodeCapacity, previous: Obj | None = None) -> Obj:
             "kernelVersion": platform.release(),
             "osImage": "Gantry dev node",
             "containerRuntimeVersion": "gantry-dev://local-processes",
-            "kubeletVersion": "v1.33.0-gantry-dev",
+            "kubeletVersion": kubelet_version,
             "kubeProxyVersion": "",
             "operatingSystem": "linux",
             "architecture": node_labels("", 0)["kubernetes.io/arch"],

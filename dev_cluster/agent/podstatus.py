@@ -91,3 +91,11 @@ def ready_since(pod: Obj) -> str | None:
         if cond.get("type") == "Ready" and cond.get("status") == "True":
             return str(cond.get("lastTransitionTime") or "")
     return None
+
+
+def seconds_since(ts: str | None) -> float:
+    """Seconds since an RFC 3339 timestamp as the API writes them (0 when unset)."""
+    if not ts:
+        return 0.0
+    then = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - then).total_seconds()

@@ -4,11 +4,14 @@
 | ----------------------- | ----------------------------------------------------------- |
 | emptyDir (any medium)   | `<pod dir>/volumes/<name>`                                  |
 | hostPath                | the path itself (created for `DirectoryOrCreate`/unset)     |
-| persistentVolumeClaim   | `<state>/pvc/<ns>/<claim>`, shared by every pod using it    |
+| persistentVolumeClaim   | the bound PersistentVolume's `hostPath`/`local` path        |
 | configMap / secret      | files written into `<pod dir>/volumes/<name>`               |
 | downwardAPI / projected | files (serviceAccountToken, configMap, secret, downwardAPI) |
-The default service-account volume (token, ca.crt, namespace) is mounted at
-`/var/run/secrets/kubernetes.io/serviceaccount` unless automount is switched off.
+
+The service-account volume is the API server's doing: its ServiceAccount admission plugin
+adds a projected `kube-api-access-*` volume (a TokenRequest token, the `kube-root-ca.crt`
+ConfigMap, the namespace) and its mounts to every pod that automounts; the kubelet
+obtains the tokens (`token_sources`) and writes the files.
 """
 
 from __future__ import annotations
@@ -24,9 +27,35 @@ from typing import Any
 from .envvars import ConfigError, field_value
 
 Obj = dict[str, Any]
-SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-SA_VOLUME = "kube-api-access-dev"
-DEV_TOKEN = "gantry-dev-token"  # the dev API accepts any token; RBAC is not enforced
+DEFAULT_TOKEN_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """A projected serviceAccountToken: where it goes and what it is for."""
+
+    volume: str
+    path: str
+    audience: str | None
+    seconds: int
+
+
+def token_sources(pod: Obj) -> list[TokenSource]:
+    """Every projected serviceAccountToken of the pod."""
+    out = []
+    for vol in (pod.get("spec") or {}).get("volumes") or []:
+        for source in (vol.get("projected") or {}).get("sources") or []:
+            token = source.get("serviceAccountToken")
+            if token is not None:
+                out.append(
+                    TokenSource(
+                        str(vol.get("name")),
+                        str(token.get("path") or "token"),
+                        token.get("audience") or None,
+                        int(token.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
+                    )
+                )
+    return out
 
 
 @dataclass(frozen=True)
@@ -36,8 +65,22 @@ class Mount:
     read_only: bool = False
 
 
-def pvc_dir(state_dir: Path, namespace: str, claim: str) -> Path:
-    return state_dir / "pvc" / namespace / claim
+def volume_path(
+    ns: str, claim: str, pvcs: Mapping[tuple[str, str], Obj], pvs: Mapping[tuple[str, str], Obj]
+) -> Path:
+    """The host directory of a claim's bound PersistentVolume."""
+    pvc = pvcs.get((ns, claim))
+    if pvc is None:
+        raise ConfigError(f'persistentvolumeclaim "{claim}" not found')
+    volume_name = (pvc.get("spec") or {}).get("volumeName")
+    pv = pvs.get(("", str(volume_name))) if volume_name else None
+    if pv is None:
+        raise ConfigError(f'persistentvolumeclaim "{claim}" is not bound to a volume yet')
+    spec = pv.get("spec") or {}
+    path = (spec.get("hostPath") or spec.get("local") or {}).get("path")
+    if not path:
+        raise ConfigError(f"volume {volume_name} has no local path this node can mount")
+    return Path(str(path))
 
 
 def _write_items(
@@ -89,17 +132,14 @@ def _downward(pod: Obj, items: list[Obj]) -> dict[str, bytes]:
     return out
 
 
-def _sa_files(namespace: str, ca: bytes) -> dict[str, bytes]:
-    return {"token": DEV_TOKEN.encode(), "ca.crt": ca, "namespace": namespace.encode()}
-
-
 def prepare_volumes(
     pod: Obj,
     pod_dir: Path,
-    state_dir: Path,
     configmaps: Mapping[tuple[str, str], Obj],
     secrets: Mapping[tuple[str, str], Obj],
     pvcs: Mapping[tuple[str, str], Obj],
+    pvs: Mapping[tuple[str, str], Obj],
+    tokens: Mapping[tuple[str, str], bytes],
 ) -> dict[str, Path]:
     """Create every volume's directory; name → host path. ConfigError if one is missing."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
@@ -124,10 +164,7 @@ def prepare_volumes(
             volumes[name] = path
         elif "persistentVolumeClaim" in vol:
             claim = str(vol["persistentVolumeClaim"].get("claimName"))
-            pvc = pvcs.get((ns, claim))
-            if pvc is None:
-                raise ConfigError(f'persistentvolumeclaim "{claim}" not found')
-            path = pvc_dir(state_dir, ns, claim)
+            path = volume_path(ns, claim, pvcs, pvs)
             path.mkdir(parents=True, exist_ok=True)
             volumes[name] = path
         elif "configMap" in vol or "secret" in vol:
@@ -155,7 +192,10 @@ def prepare_volumes(
             for source in vol["projected"].get("sources") or []:
                 if "serviceAccountToken" in source:
                     token_file = str(source["serviceAccountToken"].get("path") or "token")
-                    _write_items(local, {token_file: DEV_TOKEN.encode()}, None, mode, False)
+                    token = tokens.get((name, token_file))
+                    if token is None:
+                        raise ConfigError(f"no service-account token for volume {name!r} yet")
+                    _write_items(local, {token_file: token}, None, mode, False)
                 elif "configMap" in source or "secret" in source:
                     kind = "configmap" if "configMap" in source else "secret"
                     src = source.get("configMap") or source.get("secret") or {}
@@ -171,17 +211,12 @@ def prepare_volumes(
         else:
             local.mkdir(parents=True, exist_ok=True)
             volumes[name] = local
-    if spec.get("automountServiceAccountToken", True) is not False:
-        sa = pod_dir / "volumes" / SA_VOLUME
-        _write_items(sa, _sa_files(ns, b""), None, 0o644, False)
-        volumes[SA_VOLUME] = sa
     return volumes
 
 
-def container_mounts(container: Obj, volumes: Mapping[str, Path], automount: bool) -> list[Mount]:
-    """The container's volumeMounts (+ the default service-account mount) as bind mounts."""
+def container_mounts(container: Obj, volumes: Mapping[str, Path]) -> list[Mount]:
+    """The container's volumeMounts as bind mounts."""
     mounts: list[Mount] = []
-    targets: set[str] = set()
     for vm in container.get("volumeMounts") or []:
         name = str(vm.get("name"))
         if name not in volumes:
@@ -195,8 +230,5 @@ def container_mounts(container: Obj, volumes: Mapping[str, Path], automount: boo
             if not source.exists():
                 source.mkdir(parents=True, exist_ok=True)
         target = str(vm.get("mountPath"))
-        targets.add(target)
         mounts.append(Mount(source, target, bool(vm.get("readOnly"))))
-    if automount and SA_VOLUME in volumes and SA_MOUNT not in targets:
-        mounts.append(Mount(volumes[SA_VOLUME], SA_MOUNT, True))
     return mounts

@@ -9,23 +9,14 @@ from pathlib import Path
 import pytest
 
 from dev_cluster.agent.container import Backoff
-from dev_cluster.agent.deployments import (
-    rolling_targets,
-    scaled_value,
-    surge_and_unavailable,
-    template_hash,
-)
-from dev_cluster.agent.endpoints import cluster_ip_for, desired_slice
 from dev_cluster.agent.envvars import ConfigError, container_argv, container_env, expand
 from dev_cluster.agent.hosts import PodAddress, hosts_file, service_records
-from dev_cluster.agent.images import entrypoint_for, host_command
+from dev_cluster.agent.images import entrypoint_for, host_command, with_entrypoint
 from dev_cluster.agent.ips import IPAllocator
-from dev_cluster.agent.jobs import INDEX_KEY, compress_indexes, failure_count, job_pod
-from dev_cluster.agent.pdb import pdb_numbers
+from dev_cluster.agent.kubelet import qos_class
 from dev_cluster.agent.podstatus import pod_phase
 from dev_cluster.agent.process import Sandbox, wrapper_script
 from dev_cluster.agent.quantity import parse_quantity
-from dev_cluster.agent.scheduler import pod_requests, unschedulable_message, unschedulable_reasons
 from dev_cluster.agent.volumes import Mount, container_mounts, prepare_volumes
 
 
@@ -54,51 +45,6 @@ def _pod(containers: list[dict[str, object]], **spec: object) -> dict[str, objec
         "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
         "spec": {"containers": containers, **spec},
     }
-
-
-def test_limits_stand_in_for_requests_and_init_containers_take_the_max() -> None:
-    pod = _pod(
-        [
-            {"resources": {"limits": {"nvidia.com/gpu": 1, "cpu": "1"}}},
-            {"resources": {"requests": {"cpu": "500m"}}},
-        ],
-        initContainers=[{"resources": {"requests": {"cpu": "4"}}}],
-    )
-    assert pod_requests(pod) == {"nvidia.com/gpu": Decimal(1), "cpu": Decimal(4)}
-
-
-def test_gpu_pod_on_gpu_less_node_gets_the_real_message() -> None:
-    pod = _pod([{"resources": {"limits": {"nvidia.com/gpu": 1}}}])
-    alloc = {
-        "cpu": Decimal(2),
-        "memory": Decimal(2**30),
-        "pods": Decimal(110),
-        "nvidia.com/gpu": Decimal(0),
-    }
-    reasons = unschedulable_reasons(pod, alloc, {}, 0, {})
-    assert (
-        unschedulable_message(reasons) == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
-    )
-    alloc["nvidia.com/gpu"] = Decimal(1)
-    assert unschedulable_reasons(pod, alloc, {}, 0, {}) == []
-    assert unschedulable_reasons(pod, alloc, {"nvidia.com/gpu": Decimal(1)}, 1, {}) == [
-        "Insufficient nvidia.com/gpu"
-    ]
-
-
-def test_selector_and_taints() -> None:
-    alloc = {"pods": Decimal(110)}
-    pod = _pod([{}], nodeSelector={"disk": "ssd"})
-    assert unschedulable_reasons(pod, alloc, {}, 0, {"disk": "hdd"}) == [
-        "node(s) didn't match Pod's node affinity/selector"
-    ]
-    taint = {"key": "gpu", "value": "yes", "effect": "NoSchedule"}
-    plain = _pod([{}])
-    assert unschedulable_reasons(plain, alloc, {}, 0, {}, [taint]) == [
-        "node(s) had untolerated taint {gpu: yes}"
-    ]
-    tolerant = _pod([{}], tolerations=[{"key": "gpu", "operator": "Exists"}])
-    assert unschedulable_reasons(tolerant, alloc, {}, 0, {}, [taint]) == []
 
 
 def test_var_expansion_and_escaping() -> None:
@@ -156,7 +102,13 @@ def test_container_env_sources() -> None:
 
 def test_image_mapping() -> None:
     assert entrypoint_for("nvcr.io/nvidia/tritonserver:24.10-py3") == "tritonserver"
-    assert entrypoint_for("python:3.11-slim") == "python"
+    assert entrypoint_for("python:3.11-slim") is None  # python images have a CMD, not an ENTRYPOINT
+    assert with_entrypoint("python:3.11", [], ["python", "-c", "pass"]) == ["python", "-c", "pass"]
+    assert with_entrypoint("python:3.11", [], []) == ["python"]
+    assert with_entrypoint("nvcr.io/nvidia/tritonserver:24.08-py3", [], ["--x"]) == [
+        "tritonserver",
+        "--x",
+    ]
     assert entrypoint_for("busybox") is None
     argv, _ = host_command("python:3.11", ["python3", "-c", "pass"], {})
     assert Path(argv[0]).name.startswith("python") and argv[1:] == ["-c", "pass"]
@@ -185,60 +137,6 @@ def test_hosts_file_names() -> None:
     assert "\tweb web.default" not in other_ns and "web.default.svc" in other_ns
 
 
-def test_rolling_update_never_drops_below_min_available() -> None:
-    surge, unavailable = surge_and_unavailable({"spec": {"replicas": 1}})
-    assert (surge, unavailable) == (1, 0)
-    new, olds = rolling_targets(1, surge, unavailable, 0, 0, [(1, 1)])
-    assert (new, olds) == (1, [1])  # surge first
-    assert rolling_targets(1, surge, unavailable, 1, 0, [(1, 1)]) == (1, [1])  # new not ready yet
-    assert rolling_targets(1, surge, unavailable, 1, 1, [(1, 1)]) == (1, [0])  # new ready: old goes
-    assert scaled_value("25%", 10, True, "25%") == 3 and scaled_value("25%", 10, False, "25%") == 2
-    assert surge_and_unavailable(
-        {
-            "spec": {
-                "replicas": 4,
-                "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}},
-            }
-        }
-    ) == (0, 1)
-
-
-def test_template_hash_is_stable_and_label_safe() -> None:
-    h = template_hash({"spec": {"containers": [{"name": "a"}]}})
-    assert (
-        h == template_hash({"spec": {"containers": [{"name": "a"}]}})
-        and len(h) == 10
-        and h.isalnum()
-    )
-    assert h != template_hash({"spec": {"containers": [{"name": "b"}]}})
-
-
-def test_indexed_job_pods() -> None:
-    job = {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "train", "namespace": "default", "uid": "j1"},
-        "spec": {"completionMode": "Indexed", "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"subdomain": "train", "containers": [{"name": "w"}]}}},
-    }  # fmt: skip
-    pod = job_pod(job, 2)
-    assert (
-        pod["metadata"]["annotations"][INDEX_KEY] == "2"
-        and pod["metadata"]["labels"][INDEX_KEY] == "2"
-    )
-    assert pod["spec"]["hostname"] == "train-2" and pod["spec"]["subdomain"] == "train"
-    assert pod["spec"]["containers"][0]["env"][0]["name"] == "JOB_COMPLETION_INDEX"
-    ref = pod["metadata"]["ownerReferences"][0]
-    assert ref["uid"] == "j1" and ref["controller"] and ref["blockOwnerDeletion"]
-    assert compress_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
-    failed = [
-        {"spec": {"restartPolicy": "Never"}, "status": {"phase": "Failed"}},
-        {
-            "spec": {"restartPolicy": "OnFailure"},
-            "status": {"phase": "Running", "containerStatuses": [{"restartCount": 2}]},
-        },
-    ]
-    assert failure_count(failed) == 3
-
-
 def _ready_pod(name: str, ip: str, ready: bool, labels: dict[str, str]) -> dict[str, object]:
     return {
         "metadata": {"name": name, "namespace": "default", "uid": name, "labels": labels},
@@ -252,49 +150,6 @@ def _ready_pod(name: str, ip: str, ready: bool, labels: dict[str, str]) -> dict[
             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
         },
     }
-
-
-def test_endpoint_slice_marks_only_ready_pods_ready() -> None:
-    svc = {
-        "metadata": {"name": "web", "namespace": "default", "uid": "s1"},
-        "spec": {
-            "selector": {"app": "web"},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-        },
-    }
-    pods = [
-        _ready_pod("a", "127.0.1.1", True, {"app": "web"}),
-        _ready_pod("b", "127.0.1.2", False, {"app": "web"}),
-        _ready_pod("c", "127.0.1.3", True, {"app": "db"}),
-    ]
-    s = desired_slice(svc, pods)
-    assert [(e["addresses"], e["conditions"]["ready"]) for e in s["endpoints"]] == [
-        (["127.0.1.1"], True),
-        (["127.0.1.2"], False),
-    ]
-    assert s["ports"] == [{"protocol": "TCP", "port": 8000, "name": "http"}]
-    assert s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
-    assert (
-        cluster_ip_for(svc).startswith("10.")
-        and 96 <= int(cluster_ip_for(svc).split(".")[1]) <= 111
-    )
-
-
-def test_pdb_numbers() -> None:
-    pods = [
-        _ready_pod("a", "127.0.1.1", True, {"app": "w"}),
-        _ready_pod("b", "127.0.1.2", True, {"app": "w"}),
-        _ready_pod("c", "127.0.1.3", False, {"app": "w"}),
-    ]
-    pdb = {"spec": {"minAvailable": "50%", "selector": {"matchLabels": {"app": "w"}}}}
-    assert pdb_numbers(pdb, pods) == {
-        "expectedPods": 3,
-        "currentHealthy": 2,
-        "desiredHealthy": 2,
-        "disruptionsAllowed": 0,
-    }
-    pdb = {"spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "w"}}}}
-    assert pdb_numbers(pdb, pods)["disruptionsAllowed"] == 0
 
 
 def test_pod_phase_rules() -> None:
@@ -340,26 +195,44 @@ def test_volumes_and_mounts(tmp_path: Path) -> None:
         },
     }  # fmt: skip
     cms = {("ns", "cm"): {"data": {"a": "hello", "b": "x"}}}
-    pvcs = {("ns", "claim"): {"metadata": {"name": "claim"}}}
-    vols = prepare_volumes(pod, tmp_path / "pod", tmp_path / "state", cms, {}, pvcs)
-    assert vols["data"] == tmp_path / "state" / "pvc" / "ns" / "claim"
+    pvcs = {("ns", "claim"): {"metadata": {"name": "claim"}, "spec": {"volumeName": "pv-1"}}}
+    pvs = {("", "pv-1"): {"spec": {"hostPath": {"path": str(tmp_path / "pv-1")}}}}
+    tokens = {("info", "tok"): b"a-bound-token"}
+    vols = prepare_volumes(pod, tmp_path / "pod", cms, {}, pvcs, pvs, tokens)
+    assert vols["data"] == tmp_path / "pv-1"
     assert (vols["cfg"] / "sub" / "a.txt").read_text() == "hello" and not (
         vols["cfg"] / "b"
     ).exists()
     assert (vols["cfg"] / "sub" / "a.txt").stat().st_mode & 0o777 == 0o600
-    assert (vols["info"] / "name").read_text() == "p" and (vols["info"] / "tok").exists()
+    assert (vols["info"] / "name").read_text() == "p"
+    assert (vols["info"] / "tok").read_bytes() == b"a-bound-token"
     container = {
         "volumeMounts": [
             {"name": "data", "mountPath": "/data", "subPath": "run1"},
             {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True},
         ]
     }
-    mounts = container_mounts(container, vols, automount=True)
+    mounts = container_mounts(container, vols)
     assert Mount(vols["data"] / "run1", "/data") in mounts
     assert Mount(vols["cfg"], "/etc/cfg", True) in mounts
-    assert any(m.target == "/var/run/secrets/kubernetes.io/serviceaccount" for m in mounts)
-    with pytest.raises(ConfigError, match="persistentvolumeclaim"):
-        prepare_volumes(pod, tmp_path / "pod", tmp_path / "state", cms, {}, {})
+    with pytest.raises(ConfigError, match="not found"):
+        prepare_volumes(pod, tmp_path / "pod", cms, {}, {}, pvs, tokens)
+    unbound = {("ns", "claim"): {"metadata": {"name": "claim"}, "spec": {}}}
+    with pytest.raises(ConfigError, match="not bound"):
+        prepare_volumes(pod, tmp_path / "pod", cms, {}, unbound, pvs, tokens)
+    with pytest.raises(ConfigError, match="token"):
+        prepare_volumes(pod, tmp_path / "pod", cms, {}, pvcs, pvs, {})
+
+
+def test_qos_classes() -> None:
+    both = {"cpu": "1", "memory": "1Gi"}
+    assert qos_class({"containers": [{}]}) == "BestEffort"
+    assert qos_class({"containers": [{"resources": {"limits": both}}]}) == "Guaranteed"
+    assert (
+        qos_class({"containers": [{"resources": {"requests": both, "limits": both}}]})
+        == "Guaranteed"
+    )
+    assert qos_class({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}) == "Burstable"
 
 
 def test_wrapper_script_mounts_then_execs(tmp_path: Path) -> None:
@@ -415,16 +288,3 @@ def test_tritonserver_runs_the_local_build() -> None:
         a.startswith("--backend-directory=") for a in argv
     )
     assert env["PATH"].startswith(str(tools_dir() / "stubenv" / "bin"))
-
-
-def test_operator_defaults_bind_nothing_on_the_wildcard_address() -> None:
-    from dev_cluster.cluster import operator_defaults
-
-    env = operator_defaults("http://127.0.0.1:1234")
-    assert (
-        env["GANTRY_TRITON_BACKENDS"] == "python"
-        and env["GANTRY_API_URL"] == "http://127.0.0.1:1234"
-    )
-    assert (
-        env["GANTRY_LIVENESS"].startswith("http://127.0.0.1:") and env["GANTRY_METRICS_PORT"] == "0"
-    )

@@ -178,6 +178,15 @@ class KubeClient:
             configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return cls(k8s_client.ApiClient(configuration))
 
+    @classmethod
+    def for_kubeconfig(cls, path: str | os.PathLike[str]) -> KubeClient:
+        """A client for the current context of a kubeconfig file (the dev cluster, tests)."""
+        configuration = k8s_client.Configuration()
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(path), client_configuration=configuration
+        )
+        return cls(k8s_client.ApiClient(configuration))
+
     @property
     def host(self) -> str:
         return str(self.api.configuration.host)
