@@ -26,6 +26,7 @@ cgroup limits — requests only matter to the scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -391,8 +392,9 @@ class DevCluster:
     def request_stop(self) -> None:
         """Ask `serve` to stop (from any thread or a signal handler)."""
         self._stop_requested = True
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                self._loop.call_soon_threadsafe(self._stop.set)
 
     # ---- synchronous use ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import shlex
@@ -110,6 +111,7 @@ async def start(
             env=dict(env),
             cwd=str(box.fallback_dir),
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -155,6 +157,16 @@ async def run_exec(
             signal_group(proc.pid, signal.SIGKILL)
             await proc.wait()
     return exit_code(proc.returncode or 0), out
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL it when the thread that started it goes, so a killed
+    dev cluster (or test run) leaves no container or control-plane process behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ProcessRegistry:

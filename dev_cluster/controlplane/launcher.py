@@ -29,8 +29,16 @@ from pathlib import Path
 
 import aiohttp
 
+from ..agent.process import ProcessRegistry, die_with_parent
 from .kubeconfig import write_kubeconfig
-from .pki import ADMIN, APISERVER_KUBELET_CLIENT, CONTROLLER_MANAGER, PKI, SCHEDULER
+from .pki import (
+    ADMIN,
+    APISERVER_KUBELET_CLIENT,
+    CONTROLLER_MANAGER,
+    FRONT_PROXY_CLIENT,
+    PKI,
+    SCHEDULER,
+)
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +127,8 @@ class ControlPlane:
         self.pki = PKI(self.state_dir / "pki")
         self.logs = self.state_dir / "logs" / "control-plane"
         self.config_dir = self.state_dir / "control-plane"
+        # what an earlier run left behind (killed without stopping us) is reaped at start
+        self.registry = ProcessRegistry(self.state_dir / "run" / "control-plane")
 
     @property
     def url(self) -> str:
@@ -134,6 +144,9 @@ class ControlPlane:
         """Start every component and return once the API server is ready."""
         for name in BINARIES:
             find_binary(name)
+        leftovers = self.registry.reap_leftovers()
+        if leftovers:
+            log.warning("stopped %d control-plane process(es) of an earlier run", len(leftovers))
         self.ports = self.ports.resolve()
         self.logs.mkdir(parents=True, exist_ok=True)
         self.config_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +179,7 @@ class ControlPlane:
         """Stop in reverse order: scheduler and controllers first, etcd last."""
         for process in reversed(self.processes):
             await _terminate(process.proc, grace)
+            self.registry.discard(process.proc.pid)
         self.processes.clear()
 
     def pids(self) -> dict[str, int]:
@@ -193,6 +207,7 @@ class ControlPlane:
     def _apiserver_args(self) -> list[str]:
         pki = self.pki
         kubelet_client = pki.client(APISERVER_KUBELET_CLIENT)
+        front_proxy = pki.client(FRONT_PROXY_CLIENT)
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
             "--bind-address=127.0.0.1",
@@ -211,6 +226,15 @@ class ControlPlane:
             f"--kubelet-client-key={kubelet_client.key}",
             f"--kubelet-certificate-authority={pki.ca.cert}",
             "--kubelet-preferred-address-types=InternalIP",
+            f"--requestheader-client-ca-file={pki.ca.cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT.user}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={front_proxy.cert}",
+            f"--proxy-client-key-file={front_proxy.key}",
+            # no kube-proxy: webhooks and aggregated APIs are called at their pod IPs
+            "--enable-aggregator-routing=true",
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             "--profiling=false",
@@ -254,8 +278,9 @@ class ControlPlane:
             proc = await asyncio.create_subprocess_exec(
                 str(find_binary(name)), *args,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
+        self.registry.add(proc.pid)
         self.processes.append(Process(name, proc, log_path))
 
     def _check_alive(self) -> None:

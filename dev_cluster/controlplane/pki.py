@@ -56,6 +56,8 @@ SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 APISERVER_KUBELET_CLIENT = ClientIdentity(
     "apiserver-kubelet-client", "kube-apiserver-kubelet-client"
 )
+# kube-apiserver's identity towards aggregated API servers and webhooks (requestheader auth)
+FRONT_PROXY_CLIENT = ClientIdentity("front-proxy-client", "front-proxy-client")
 LOCAL_PROVISIONER = ClientIdentity("local-provisioner", "system:gantry-dev:local-provisioner")
 
 
@@ -129,6 +131,7 @@ class PKI:
             CONTROLLER_MANAGER,
             SCHEDULER,
             APISERVER_KUBELET_CLIENT,
+            FRONT_PROXY_CLIENT,
             LOCAL_PROVISIONER,
         ):
             self._ensure_client(who)
