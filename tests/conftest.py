@@ -209,12 +209,12 @@ def operator_rbac() -> list[dict[str, Any]]:
     """`helm template charts/gantry` (default values: whole-cluster mode), RBAC only."""
     import yaml
 
-    from tests.chart.chart_testkit import NAMESPACE, helm_binary, template
+    from tests.chart.chart_testkit import helm_binary, template
 
     helm = helm_binary()
     if helm is None:
         pytest.fail("helm is not installed: `make tools` puts it in .tools/bin")
-    rendered = template(helm, namespace=NAMESPACE)
+    rendered = template(helm, namespace=OPERATOR_NAMESPACE)
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     return _operator_rbac(docs)
