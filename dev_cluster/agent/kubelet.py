@@ -1,6 +1,6 @@
 """The dev node's kubelet: runs the pods bound to the node as local processes.
 
-Each pod gets a loopback IP (127.0.X.1 upward, never 127.0.0.x), a directory under
+Each pod gets its own IP on the host's `lo` (see `ips`), a directory under
 `<state>/pods`, its volumes, a hosts file, and one process per container (see `process`). Status is
 written to the pod's `status` subresource; deletion follows the real contract: when the
 API sets deletionTimestamp the kubelet runs preStop hooks, sends SIGTERM, SIGKILLs after
@@ -10,7 +10,7 @@ Every container gets KUBERNETES_SERVICE_HOST/PORT pointing at kube-apiserver on
 127.0.0.1 (there is no kube-proxy to route the `kubernetes` Service's ClusterIP), and
 its projected service-account token comes from the TokenRequest API, bound to the pod and
 refreshed before it expires, so in-pod clients authenticate as their ServiceAccount.
-Pod IPs come in 127.0.X.0/24 blocks per cluster (see IPAllocator).
+Pod IPs come in /24 blocks per cluster (see IPAllocator).
 """
 
 from __future__ import annotations

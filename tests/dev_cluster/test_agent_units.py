@@ -12,7 +12,7 @@ from dev_cluster.agent.container import Backoff
 from dev_cluster.agent.envvars import ConfigError, container_argv, container_env, expand
 from dev_cluster.agent.hosts import PodAddress, hosts_file, service_records
 from dev_cluster.agent.images import entrypoint_for, host_command, with_entrypoint
-from dev_cluster.agent.ips import IPAllocator
+from dev_cluster.agent.ips import IPAllocator, addresses_on_lo, can_add_addresses
 from dev_cluster.agent.kubelet import qos_class
 from dev_cluster.agent.podstatus import pod_phase
 from dev_cluster.agent.process import Sandbox, wrapper_script
@@ -164,16 +164,16 @@ def test_pod_phase_rules() -> None:
 
 
 def test_ip_allocator_never_hands_out_127_0_0_x(tmp_path: Path) -> None:
-    ips = IPAllocator(tmp_path)
+    ips = IPAllocator(tmp_path, routable=False)
     first, second = ips.allocate("a"), ips.allocate("b")
     assert (first, second) == ("127.0.1.1", "127.0.1.2")
     ips.release("a")
     assert ips.allocate("c") == "127.0.1.1"
     assert ips.allocate("d", wanted="127.0.0.5") == "127.0.1.3"
-    other = IPAllocator(tmp_path)  # a second cluster on the host gets its own block
+    other = IPAllocator(tmp_path, routable=False)  # a second cluster on the host gets its own block
     assert other.allocate("a") == "127.0.2.1"
     ips.close()
-    assert IPAllocator(tmp_path).allocate("x") == "127.0.1.1"
+    assert IPAllocator(tmp_path, routable=False).allocate("x") == "127.0.1.1"
 
 
 def test_backoff_doubles_to_the_cap() -> None:
@@ -288,3 +288,19 @@ def test_tritonserver_runs_the_local_build() -> None:
         a.startswith("--backend-directory=") for a in argv
     )
     assert env["PATH"].startswith(str(tools_dir() / "stubenv" / "bin"))
+
+
+@pytest.mark.skipif(
+    not can_add_addresses(), reason="adding addresses to lo needs root or CAP_NET_ADMIN"
+)
+def test_routable_pod_addresses_live_on_lo_while_allocated(tmp_path: Path) -> None:
+    ips = IPAllocator(tmp_path, routable=True)
+    try:
+        ip = ips.allocate("pod-a")
+        assert ip.startswith("198.18.") and ip in addresses_on_lo("198.18")
+        ips.release("pod-a")
+        assert ip not in addresses_on_lo("198.18")
+        kept = ips.allocate("pod-b")
+    finally:
+        ips.close()
+    assert kept not in addresses_on_lo("198.18")
