@@ -54,6 +54,13 @@ class DistributedContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A rank must not tear the group down while another still uses it (rank 0 exporting
+        # the model, say): gloo aborts the process ("terminate called without an active
+        # exception") when a peer's connections close under it, and torchrun then reports
+        # a finished job as failed. So every rank leaves together. After an exception the
+        # others may never arrive: leave at once and let torchrun stop the job.
+        if exc_type is None:
+            self.barrier()
         shutdown()
 
 

@@ -1,9 +1,13 @@
-"""init_distributed without torchrun, environment checks, and rank-aware logging."""
+"""init_distributed without and with torchrun, environment checks, rank-aware logging."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,3 +74,35 @@ def test_other_ranks_log_only_warnings_by_default(
     get_logger(name, all_ranks=True).info("now heard")
     err = capsys.readouterr().err
     assert "[rank 3] INFO" in err and err.count("now heard") == 1  # one handler, no duplicates
+
+
+LEAVE_TOGETHER = """
+import sys, time
+from training_jobs import init_distributed
+log = sys.argv[1]
+with init_distributed() as ctx:
+    if ctx.rank == 0:
+        time.sleep(2)  # e.g. exporting the model while rank 1 is already done
+        with open(log, "a") as fh:
+            fh.write("rank0 finished its work\\n")
+with open(log, "a") as fh:
+    fh.write(f"rank{ctx.rank} left\\n")
+"""
+
+
+@pytest.mark.slow
+def test_ranks_leave_the_group_together(tmp_path: Path) -> None:
+    """No rank tears the process group down while another still works in it."""
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_TOGETHER)
+    log = tmp_path / "order.log"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nnodes=1", "--nproc-per-node=2", str(script), str(log)],
+        capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = log.read_text().splitlines()
+    assert lines[0] == "rank0 finished its work", lines
+    assert sorted(lines[1:]) == ["rank0 left", "rank1 left"]
