@@ -304,3 +304,143 @@ def test_routable_pod_addresses_live_on_lo_while_allocated(tmp_path: Path) -> No
     finally:
         ips.close()
     assert kept not in addresses_on_lo("198.18")
+
+
+# ---- the kubelet's newer parts: provisioner, kubelet API, tokens, Lease ----------------
+
+
+def _claim(**meta: object) -> dict[str, object]:
+    annotations = {"volume.kubernetes.io/storage-provisioner": "gantry.dev/local-path"}
+    return {
+        "metadata": {"name": "data", "namespace": "ml", "uid": "c-1", "annotations": annotations, **meta},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "5Gi"}}},
+        "status": {"phase": "Pending"},
+    }  # fmt: skip
+
+
+def test_provisioner_takes_only_pending_claims_handed_to_it() -> None:
+    from dev_cluster.agent.provisioner import wants_volume
+
+    assert wants_volume(_claim())
+    legacy = _claim(
+        annotations={"volume.beta.kubernetes.io/storage-provisioner": "gantry.dev/local-path"}
+    )
+    assert wants_volume(legacy)
+    assert not wants_volume(
+        _claim(annotations={"volume.kubernetes.io/storage-provisioner": "ebs.csi.aws.com"})
+    )
+    assert not wants_volume(_claim(annotations={}))  # the PV controller has not handed it over
+    assert not wants_volume(_claim(deletionTimestamp="2026-01-01T00:00:00Z"))
+    bound = _claim()
+    bound["spec"] = {"volumeName": "pvc-c-1"}
+    assert not wants_volume(bound)
+    done = _claim()
+    done["status"] = {"phase": "Bound"}
+    assert not wants_volume(done)
+
+
+def test_provisioned_volume_is_a_directory_pre_bound_to_its_claim(tmp_path: Path) -> None:
+    from dev_cluster.agent.provisioner import STORAGE_CLASS, is_released_ours, volume_for
+
+    volume = volume_for(_claim(), tmp_path)
+    spec = volume["spec"]
+    assert volume["metadata"]["name"] == "pvc-c-1"
+    assert spec["hostPath"]["path"] == str(tmp_path / "pvc" / "ml" / "data")
+    assert spec["claimRef"] == {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "ml", "name": "data", "uid": "c-1",
+    }  # fmt: skip
+    assert (spec["capacity"], spec["accessModes"]) == ({"storage": "5Gi"}, ["ReadWriteMany"])
+    assert (spec["storageClassName"], spec["persistentVolumeReclaimPolicy"]) == (
+        STORAGE_CLASS,
+        "Delete",
+    )
+    assert not is_released_ours(volume)  # no status yet: still in use
+    for phase, ours in (
+        ("Bound", False),
+        ("Available", False),
+        ("Released", True),
+        ("Failed", True),
+    ):
+        assert is_released_ours({**volume, "status": {"phase": phase}}) is ours
+    retained = {**volume, "spec": {**spec, "persistentVolumeReclaimPolicy": "Retain"}}
+    assert not is_released_ours({**retained, "status": {"phase": "Released"}})
+    foreign = {**volume, "metadata": {"name": "pv-x", "annotations": {}}}
+    assert not is_released_ours({**foreign, "status": {"phase": "Released"}})
+
+
+def test_log_tail_keeps_the_last_lines() -> None:
+    from dev_cluster.agent.kubelet_server import tail
+
+    data = b"a\nb\nc\n"
+    assert tail(data, None) == data
+    assert tail(data, 2) == b"b\nc\n"
+    assert tail(data, 10) == data
+    assert tail(data, 0) == b""
+    assert tail(b"a\nno newline", 1) == b"no newline"
+
+
+def test_a_followed_run_is_over_when_it_ends_restarts_or_the_pod_goes() -> None:
+    from dev_cluster.agent.kubelet_server import run_is_over
+
+    def pod(state: str, restarts: int = 0) -> dict[str, object]:
+        status = {"name": "main", "restartCount": restarts, "state": {state: {}}}
+        return {"status": {"containerStatuses": [status]}}
+
+    assert not run_is_over(pod("running"), "main", 0)
+    assert run_is_over(pod("terminated"), "main", 0)
+    assert run_is_over(pod("running", restarts=1), "main", 0)  # a new run began
+    assert run_is_over(None, "main", 0)
+    assert not run_is_over(pod("running"), "sidecar", 0)  # not reported yet
+    init = {"status": {"initContainerStatuses": [{"name": "seed", "state": {"terminated": {}}}]}}
+    assert run_is_over(init, "seed", 0)
+
+
+def test_token_sources_of_projected_volumes() -> None:
+    from dev_cluster.agent.volumes import DEFAULT_TOKEN_SECONDS, TokenSource, token_sources
+
+    pod = {"spec": {"volumes": [
+        {"name": "kube-api-access-x", "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt"}},
+        ]}},
+        {"name": "vault", "projected": {"sources": [{"serviceAccountToken": {"audience": "vault", "path": "t"}}]}},
+        {"name": "scratch", "emptyDir": {}},
+    ]}}  # fmt: skip
+    assert token_sources(pod) == [
+        TokenSource("kube-api-access-x", "token", None, 3607),
+        TokenSource("vault", "t", "vault", DEFAULT_TOKEN_SECONDS),
+    ]
+    assert token_sources({"spec": {}}) == []
+
+
+def test_node_lease_body() -> None:
+    from datetime import UTC, datetime
+
+    from dev_cluster.agent.lease import DURATION_S, NAMESPACE, NodeLease
+
+    before = datetime.now(UTC)
+    body = NodeLease(None, "dev-node").body()  # type: ignore[arg-type]  # body() needs no client
+    assert body["metadata"] == {"name": "dev-node", "namespace": NAMESPACE}
+    assert NAMESPACE == "kube-node-lease"
+    spec = body["spec"]
+    assert (spec["holderIdentity"], spec["leaseDurationSeconds"]) == ("dev-node", DURATION_S)
+    renewed = datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before <= renewed <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("image", "command", "args", "argv"),
+    [
+        ("python:3.11", ["python", "-c", "pass"], [], ["python", "-c", "pass"]),
+        ("python:3.11", ["python"], ["-c", "pass"], ["python", "-c", "pass"]),
+        ("python:3.11", [], ["python", "-m", "http.server"], ["python", "-m", "http.server"]),
+        ("python:3.11", [], [], ["python"]),
+        ("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", [], [], ["python"]),
+        ("nvcr.io/nvidia/tritonserver:24.10-py3", [], ["--model-repository=/m"], ["tritonserver", "--model-repository=/m"]),
+        ("nvcr.io/nvidia/tritonserver:24.10-py3", ["sh", "-c"], ["x"], ["sh", "-c", "x"]),
+        ("busybox", [], ["sleep", "1"], ["sleep", "1"]),
+        ("busybox", [], [], []),
+    ],
+)  # fmt: skip
+def test_with_entrypoint(image: str, command: list[str], args: list[str], argv: list[str]) -> None:
+    assert with_entrypoint(image, command, args) == argv
