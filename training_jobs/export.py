@@ -253,6 +253,10 @@ def export_model(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", TracerWarning)
         with atomic_path(out / ONNX_FILE) as tmp:
+            # The TorchScript-based exporter (dynamo=False): it honours `dynamic_axes` and
+            # writes one self-contained file in well under a second; the default dynamo
+            # exporter (which the training image also carries, via onnxscript, for user
+            # scripts) takes seconds and splits weights into model.onnx.data by default.
             torch.onnx.export(
                 module,
                 inputs,
