@@ -27,9 +27,9 @@ LDFLAGS="-s -w -X $V.gitVersion=$K8S_VERSION -X $V.gitMajor=1 -X $V.gitMinor=$MI
 echo "building the control plane ($K8S_VERSION, etcd $(cd "$MOD" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)) into $DEST/bin; a cold build takes a while"
 start=$(date +%s)
 cd "$MOD"
-go build -trimpath -ldflags "$LDFLAGS" -o "$DEST/bin/etcd" ./cmd/etcd
+go build -trimpath -buildvcs=false -ldflags "$LDFLAGS" -o "$DEST/bin/etcd" ./cmd/etcd
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    go build -trimpath -ldflags "$LDFLAGS" -o "$DEST/bin/$b" "k8s.io/kubernetes/cmd/$b"
+    go build -trimpath -buildvcs=false -ldflags "$LDFLAGS" -o "$DEST/bin/$b" "k8s.io/kubernetes/cmd/$b"
 done
 rm -f "$DEST"/bin/.k8s-*
 touch "$STAMP"
