@@ -23,6 +23,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,7 @@ from .kubelet_server import log_path
 from .podstatus import now, pod_conditions, pod_phase, seconds_since
 from .probes import check
 from .process import ProcessRegistry, Sandbox, hidden_paths, run_exec
+from .quantity import parse_quantity
 from .volumes import Mount, TokenSource, container_mounts, prepare_volumes, token_sources
 
 log = logging.getLogger(__name__)
@@ -67,20 +69,27 @@ class KubeletConfig:
     backoff: Backoff = field(default_factory=Backoff)
 
 
+QOS_RESOURCES = ("cpu", "memory")  # extended resources (nvidia.com/gpu) do not count
+
+
 def qos_class(spec: Obj) -> str:
-    """Guaranteed (limits == requests for cpu and memory everywhere), BestEffort, Burstable."""
+    """Guaranteed (cpu and memory limits everywhere, requests equal), BestEffort (no cpu or
+    memory requests or limits anywhere), else Burstable: the API server's rule, which it
+    applies at creation; the status field is immutable after that."""
     containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
     resources = [c.get("resources") or {} for c in containers]
-    if not any(r.get("requests") or r.get("limits") for r in resources):
+
+    def amounts(r: Obj, kind: str) -> dict[str, Decimal]:
+        given = r.get(kind) or {}
+        return {n: parse_quantity(str(given[n])) for n in QOS_RESOURCES if n in given}
+
+    if not any(amounts(r, "requests") or amounts(r, "limits") for r in resources):
         return "BestEffort"
     for r in resources:
-        limits, requests = (
-            r.get("limits") or {},
-            {**(r.get("limits") or {}), **(r.get("requests") or {})},
-        )
-        for name in ("cpu", "memory"):
-            if name not in limits or str(requests.get(name)) != str(limits[name]):
-                return "Burstable"
+        limits = amounts(r, "limits")
+        requests = {**limits, **amounts(r, "requests")}
+        if set(limits) != set(QOS_RESOURCES) or requests != limits:
+            return "Burstable"
     return "Guaranteed"
 
 
@@ -162,7 +171,7 @@ class PodWorker:
             "hostIP": HOST_IP,
             "hostIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
-            "qosClass": qos_class(self.spec),
+            "qosClass": (self.pod.get("status") or {}).get("qosClass") or qos_class(self.spec),
             "containerStatuses": main_status,
         }
         if self.ip:
@@ -199,7 +208,10 @@ class PodWorker:
             except APIError as exc:
                 if exc.status == 404:
                     return
-                log.debug("status of %s/%s: %s", self.ns, self.name, exc)
+                # a refused status (422: invalid) is a kubelet bug that would leave the pod
+                # looking stuck; say so instead of retrying silently
+                report = log.warning if exc.status in (400, 403, 422) else log.debug
+                report("status of %s/%s: %s", self.ns, self.name, exc)
                 await asyncio.sleep(0.5)
                 self._dirty.set()
             except (aiohttp.ClientError, OSError):

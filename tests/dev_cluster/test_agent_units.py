@@ -233,6 +233,16 @@ def test_qos_classes() -> None:
         == "Guaranteed"
     )
     assert qos_class({"containers": [{"resources": {"requests": {"cpu": "1"}}}]}) == "Burstable"
+    # only cpu and memory count (the API server sets qosClass at creation; it is immutable)
+    gpu = {"limits": {"nvidia.com/gpu": "1"}}
+    assert qos_class({"containers": [{"resources": gpu}]}) == "BestEffort"
+    same = {
+        "requests": {"cpu": "1000m", "memory": "1Gi"},
+        "limits": {"cpu": "1", "memory": "1024Mi"},
+    }
+    assert qos_class({"containers": [{"resources": same}]}) == "Guaranteed"
+    sidecar = {"containers": [{"resources": {"limits": both}}, {}]}
+    assert qos_class(sidecar) == "Burstable"
 
 
 def test_wrapper_script_mounts_then_execs(tmp_path: Path) -> None:
