@@ -1,77 +1,34 @@
-"""Probes, hooks, init containers, volumes and Job lifecycles on the dev node (real processes)."""
+"""A pod's life on the dev node, seen through kube-apiserver: init containers, config
+volumes, identity, probes, preStop, active deadlines, `kubectl logs -f`, Triton."""
 
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
 
-from dev_cluster.cluster import DevCluster
+from tests.conftest import wait_for
+from tests.dev_cluster.devkit import (
+    NODE,
+    gone,
+    is_ready,
+    phase,
+    pod_manifest,
+    python_container,
+    python_pod,
+)
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
-NS = "default"
-PY = "python:3.12"
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with DevCluster(tmp_path_factory.mktemp("dev"), backoff_base=0.2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def core(cluster: DevCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def batch(cluster: DevCluster) -> client.BatchV1Api:
-    return client.BatchV1Api(cluster.api_client())
-
-
-def python_container(code: str, name: str = "main", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "image": PY, "command": ["python", "-c", code], **extra}
-
-
-def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"test": name}},
-            "spec": {"containers": list(containers), **spec}}  # fmt: skip
-
-
-def phase_is(core: client.CoreV1Api, name: str, *wanted: str) -> Any:
-    p = core.read_namespaced_pod(name, NS)
-    return p if p.status.phase in wanted else None
-
-
-def job_condition(batch: client.BatchV1Api, name: str, kind: str) -> Any:
-    j = batch.read_namespaced_job_status(name, NS)
-    return next(
-        (c for c in j.status.conditions or [] if c.type == kind and c.status == "True"), None
-    )
-
-
-def test_init_containers_config_volumes_and_identity(core: client.CoreV1Api) -> None:
+def test_init_containers_config_volumes_and_identity(core: client.CoreV1Api, ns: str) -> None:
     core.create_namespaced_config_map(
-        NS, {"metadata": {"name": "app-cfg"}, "data": {"mode": "fast"}}
+        ns, {"metadata": {"name": "app-cfg"}, "data": {"mode": "fast"}}
     )
-    core.create_namespaced_secret(NS, {"metadata": {"name": "app-secret"},
+    core.create_namespaced_secret(ns, {"metadata": {"name": "app-secret"},
                                        "data": {"token": base64.b64encode(b"s3cret").decode()}})  # fmt: skip
     init = python_container("open('/workspace/seed', 'w').write('seeded')", name="seed",
                             volumeMounts=[{"name": "work", "mountPath": "/workspace"}])  # fmt: skip
@@ -79,46 +36,40 @@ def test_init_containers_config_volumes_and_identity(core: client.CoreV1Api) -> 
         "import os, socket\n"
         "r = lambda p: open(p).read()\n"
         "print(r('/workspace/seed'), r('/etc/app/mode'), r('/etc/secret/token'), os.environ['TOKEN'],\n"
-        "      os.environ['CFG_mode'], socket.gethostname(), os.environ['MY_NS'],\n"
+        "      os.environ['CFG_mode'], socket.gethostname(), os.environ['MY_NS'], os.environ['NODE'],\n"
         "      r('/var/run/secrets/kubernetes.io/serviceaccount/namespace'), os.getcwd())"
     )
     main = python_container(
         code,
         workingDir="/workspace",
         env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "token"}}},
-             {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+             {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+             {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         envFrom=[{"configMapRef": {"name": "app-cfg"}, "prefix": "CFG_"}],
         volumeMounts=[{"name": "work", "mountPath": "/workspace"},
                       {"name": "cfg", "mountPath": "/etc/app", "readOnly": True},
                       {"name": "sec", "mountPath": "/etc/secret"}],
     )  # fmt: skip
-    core.create_namespaced_pod(NS, pod(
+    core.create_namespaced_pod(ns, pod_manifest(
         "configured", main, initContainers=[init], restartPolicy="Never",
         volumes=[{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "app-cfg"}},
                  {"name": "sec", "secret": {"secretName": "app-secret"}}],
     ))  # fmt: skip
     done = wait_for(
-        lambda: phase_is(core, "configured", "Succeeded", "Failed"), what="the pod to finish"
+        lambda: phase(core, ns, "configured", "Succeeded", "Failed"), 90, "the pod to finish"
     )
-    log = core.read_namespaced_pod_log("configured", NS)
+    log = core.read_namespaced_pod_log("configured", ns)
     assert done.status.phase == "Succeeded", log
     assert log.split() == [
-        "seeded",
-        "fast",
-        "s3cret",
-        "s3cret",
-        "fast",
-        "configured",
-        "default",
-        "default",
-        "/workspace",
-    ]
+        "seeded", "fast", "s3cret", "s3cret", "fast", "configured", ns, NODE, ns, "/workspace",
+    ]  # fmt: skip
     assert done.status.init_container_statuses[0].state.terminated.reason == "Completed"
     assert {c.type: c.status for c in done.status.conditions}["Initialized"] == "True"
+    assert core.read_namespaced_pod_log("configured", ns, container="seed") == ""
 
 
 def test_liveness_failure_restarts_and_prestop_runs_before_sigterm(
-    core: client.CoreV1Api, tmp_path: Path
+    core: client.CoreV1Api, ns: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -143,80 +94,65 @@ def test_liveness_failure_restarts_and_prestop_runs_before_sigterm(
         lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo done > /out/prestop"]}}},
     )  # fmt: skip
     core.create_namespaced_pod(
-        NS, pod("lively", main, volumes=[{"name": "out", "hostPath": {"path": str(out)}}])
+        ns, pod_manifest("lively", main, volumes=[{"name": "out", "hostPath": {"path": str(out)}}])
     )
 
     def restarted_and_ready() -> Any:
-        p = core.read_namespaced_pod("lively", NS)
+        p = core.read_namespaced_pod("lively", ns)
         s = (p.status.container_statuses or [None])[0]
         return p if s and s.restart_count == 1 and s.ready and s.started else None
 
-    wait_for(restarted_and_ready, what="a liveness restart")
-    wait_for(lambda: (out / "started").read_text() == "xx", what="the second run")
-    core.delete_namespaced_pod("lively", NS, grace_period_seconds=10)
-    wait_for(
-        lambda: "lively" not in {p.metadata.name for p in core.list_namespaced_pod(NS).items},
-        what="deletion",
-    )
+    pod = wait_for(restarted_and_ready, 120, "a liveness restart")
+    assert is_ready(pod)
+    assert (out / "started").read_text() == "xx"
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=lively").items
+    assert "Unhealthy" in {e.reason for e in events}
+    core.delete_namespaced_pod("lively", ns, grace_period_seconds=10)
+    wait_for(lambda: gone(core, ns, "lively"), 90, "the deletion to finish")
     assert (out / "prestop").read_text() == "done\n"
     assert (out / "sigterm").read_text() == "True"
 
 
-def test_job_deadline_suspend_and_ttl(core: client.CoreV1Api, batch: client.BatchV1Api) -> None:
-    def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
-        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-                "spec": {**spec, "template": {"spec": {"restartPolicy": "Never",
-                                                       "containers": [python_container(code)]}}}}  # fmt: skip
+def test_active_deadline_fails_the_pod(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(ns, python_pod(
+        "slow", "import time; time.sleep(600)", restartPolicy="Never", activeDeadlineSeconds=2,
+    ))  # fmt: skip
+    failed = wait_for(lambda: phase(core, ns, "slow", "Failed"), 90, "the deadline to pass")
+    assert failed.status.reason == "DeadlineExceeded"
+    assert failed.status.container_statuses[0].state.terminated is not None
 
-    batch.create_namespaced_job(
-        NS, job("slow", "import time; time.sleep(600)", activeDeadlineSeconds=2)
+
+def test_logs_follow_until_the_container_ends(
+    core: client.CoreV1Api, ns: str, tmp_path: Path
+) -> None:
+    code = (
+        "import os, time\n"
+        "print('first', flush=True)\n"
+        "while not os.path.exists('/signal/go'): time.sleep(0.1)\n"
+        "for i in range(3): print(f'line {i}', flush=True)\n"
     )
-    batch.create_namespaced_job(NS, job("later", "print('resumed')", suspend=True))
-    batch.create_namespaced_job(NS, job("brief", "pass", ttlSecondsAfterFinished=0))
-
-    cond = wait_for(lambda: job_condition(batch, "slow", "Failed"), what="the deadline")
-    assert cond.reason == "DeadlineExceeded"
-    wait_for(lambda: not [p for p in core.list_namespaced_pod(NS, label_selector="job-name=slow").items
-                          if not p.metadata.deletion_timestamp], what="the slow job's pods to go")  # fmt: skip
-
-    assert (
-        wait_for(lambda: job_condition(batch, "later", "Suspended"), what="Suspended").reason
-        == "JobSuspended"
+    core.create_namespaced_pod(ns, python_pod(
+        "talker", code, restartPolicy="Never",
+        container={"volumeMounts": [{"name": "signal", "mountPath": "/signal"}]},
+        volumes=[{"name": "signal", "hostPath": {"path": str(tmp_path)}}],
+    ))  # fmt: skip
+    wait_for(lambda: core.read_namespaced_pod_log("talker", ns) == "first\n", 90, "the first line")
+    stream = core.read_namespaced_pod_log(
+        "talker", ns, follow=True, _preload_content=False, _request_timeout=120
     )
-    assert core.list_namespaced_pod(NS, label_selector="job-name=later").items == []
-    batch.patch_namespaced_job("later", NS, {"spec": {"suspend": False}})
-    wait_for(lambda: job_condition(batch, "later", "Complete"), what="the resumed job")
-
-    wait_for(lambda: "brief" not in {j.metadata.name for j in batch.list_namespaced_job(NS).items},
-             what="ttlSecondsAfterFinished to delete the job")  # fmt: skip
-
-
-def test_pod_disruption_budget_status(cluster: DevCluster, core: client.CoreV1Api) -> None:
-    policy = client.PolicyV1Api(cluster.api_client())
-    sleeper = python_container("import time; time.sleep(600)",
-                               readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1})  # fmt: skip
-    never_ready = python_container("import time; time.sleep(600)",
-                                   readinessProbe={"exec": {"command": ["false"]}, "periodSeconds": 1})  # fmt: skip
-    for name, container in (("pdb-a", sleeper), ("pdb-b", never_ready)):
-        manifest = pod(name, container)
-        manifest["metadata"]["labels"] = {"app": "guarded"}
-        core.create_namespaced_pod(NS, manifest)
-    policy.create_namespaced_pod_disruption_budget(NS, {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard"},
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
-    })  # fmt: skip
-
-    def settled() -> Any:
-        s = policy.read_namespaced_pod_disruption_budget_status("guard", NS).status
-        return s if s and s.expected_pods == 2 and s.current_healthy == 1 else None
-
-    status = wait_for(settled, what="PDB status")
-    assert (status.desired_healthy, status.disruptions_allowed) == (1, 0)
-    for name in ("pdb-a", "pdb-b"):
-        core.delete_namespaced_pod(name, NS, grace_period_seconds=1)
+    try:
+        first = stream.read(6)
+        assert first == b"first\n"  # the stream is open while the container still runs
+        assert core.read_namespaced_pod("talker", ns).status.phase == "Running"
+        (tmp_path / "go").write_text("")
+        rest = stream.read()  # ends when the container exits
+    finally:
+        stream.release_conn()
+    assert (first + rest).decode() == "first\nline 0\nline 1\nline 2\n"
+    assert core.read_namespaced_pod_log("talker", ns, tail_lines=1) == "line 2\n"
 
 
-def test_a_tritonserver_container_serves_on_its_pod_ip(core: client.CoreV1Api) -> None:
+def test_a_tritonserver_container_serves_on_its_pod_ip(core: client.CoreV1Api, ns: str) -> None:
     from dev_cluster.local_triton import triton_available
 
     if not triton_available():
@@ -233,21 +169,14 @@ def test_a_tritonserver_container_serves_on_its_pod_ip(core: client.CoreV1Api) -
         "volumeMounts": [{"name": "models", "mountPath": "/models"}],
     }  # fmt: skip
     core.create_namespaced_pod(
-        NS, pod("triton", triton, volumes=[{"name": "models", "emptyDir": {}}])
+        ns, pod_manifest("triton", triton, volumes=[{"name": "models", "emptyDir": {}}])
     )
 
     def ready() -> Any:
-        p = core.read_namespaced_pod("triton", NS)
-        return (
-            p
-            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-            else None
-        )
+        p = core.read_namespaced_pod("triton", ns)
+        return p if is_ready(p) else None
 
-    served = wait_for(ready, timeout=120, what="Triton to become ready")
+    served = wait_for(ready, 180, "Triton to become ready")
     assert served.status.container_statuses[0].restart_count == 0
-    core.delete_namespaced_pod("triton", NS)
-    wait_for(
-        lambda: "triton" not in {p.metadata.name for p in core.list_namespaced_pod(NS).items},
-        what="deletion",
-    )
+    core.delete_namespaced_pod("triton", ns)
+    wait_for(lambda: gone(core, ns, "triton"), 90, "the deletion to finish")

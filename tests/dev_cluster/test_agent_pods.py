@@ -1,74 +1,48 @@
-"""The node agent against the emulated API: pods, jobs, deployments, services (real processes)."""
+"""The dev node under a real control plane: what users see of pods, Jobs, Deployments,
+Services, claims and GPUs (kube-scheduler binds, kube-controller-manager drives the
+workloads, the dev kubelet runs real processes)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 
 from dev_cluster.cluster import DevCluster
+from tests.conftest import wait_for
+from tests.dev_cluster.devkit import (
+    NODE,
+    PY,
+    claim_manifest,
+    container_pid,
+    gone,
+    is_ready,
+    job_condition,
+    phase,
+    process_alive,
+    python_pod,
+    server_pod,
+)
 
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
-NS = "default"
-PY = "python:3.12"
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
-    """Poll until probe() returns something truthy; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with DevCluster(tmp_path_factory.mktemp("dev"), backoff_base=0.2) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def core(cluster: DevCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(cluster.api_client())
-
-
-def pod_manifest(name: str, code: str, **spec: Any) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": PY, "command": ["python", "-c", code]}
-    container.update(spec.pop("container", {}))
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": spec.pop("labels", {"test": name})},
-        "spec": {"containers": [container], **spec},
-    }
-
-
-def phase(core: client.CoreV1Api, name: str, *wanted: str) -> Any:
-    pod = core.read_namespaced_pod(name, NS)
-    return pod if pod.status.phase in wanted else None
-
-
-def test_indexed_job_runs_each_index_once_on_a_shared_claim(
-    cluster: DevCluster, core: client.CoreV1Api
+def test_indexed_job_shares_a_provisioned_claim(
+    cluster: DevCluster, api: ApiClient, core: client.CoreV1Api, ns: str
 ) -> None:
-    batch = client.BatchV1Api(cluster.api_client())
-    core.create_namespaced_persistent_volume_claim(NS, {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    })  # fmt: skip
-    code = "import os; i = os.environ['JOB_COMPLETION_INDEX']; open(f'/data/{i}', 'w').write(os.uname().nodename)"
+    batch = client.BatchV1Api(api)
+    core.create_namespaced_persistent_volume_claim(ns, claim_manifest("shared", "ReadWriteMany"))
+    code = (
+        "import os; i = os.environ['JOB_COMPLETION_INDEX']\n"
+        "open(f'/data/{i}', 'w').write(os.uname().nodename)"
+    )
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "idx"},
         "spec": {
@@ -81,184 +55,173 @@ def test_indexed_job_runs_each_index_once_on_a_shared_claim(
             }},
         },
     }  # fmt: skip
-    batch.create_namespaced_job(NS, job)
+    batch.create_namespaced_job(ns, job)
 
-    def complete() -> Any:
-        j = batch.read_namespaced_job_status("idx", NS)
-        return (
-            j
-            if any(c.type == "Complete" and c.status == "True" for c in j.status.conditions or [])
-            else None
-        )
+    done = wait_for(
+        lambda: job_condition(batch, ns, "idx", "Complete"), 120, "the Indexed Job to complete"
+    )
+    assert done is not None
+    finished = batch.read_namespaced_job_status("idx", ns).status
+    assert (finished.succeeded, finished.completed_indexes) == (3, "0-2")
+    pods = core.list_namespaced_pod(ns, label_selector="job-name=idx").items
+    indexes = sorted(
+        p.metadata.annotations["batch.kubernetes.io/job-completion-index"] for p in pods
+    )
+    assert indexes == ["0", "1", "2"]
+    assert {p.spec.node_name for p in pods} == {NODE}
 
-    done = wait_for(complete, what="the Indexed Job to complete")
-    assert done.status.succeeded == 3 and done.status.completed_indexes == "0-2"
-    claim = core.read_namespaced_persistent_volume_claim("shared", NS)
+    claim = core.read_namespaced_persistent_volume_claim("shared", ns)
     assert claim.status.phase == "Bound"
-    data = cluster.state_dir / "pvc" / NS / "shared"
+    volume = core.read_persistent_volume(claim.spec.volume_name)
+    assert volume.spec.storage_class_name == "gantry-local"
+    assert volume.spec.claim_ref.name == "shared" and volume.spec.claim_ref.namespace == ns
+    data = Path(volume.spec.host_path.path)
+    assert data == cluster.state_dir / "pvc" / ns / "shared"
+    # each index wrote its own file; the pod's hostname is <job>-<index>
     assert {p.name: p.read_text() for p in data.iterdir()} == {
         "0": "idx-0",
         "1": "idx-1",
         "2": "idx-2",
     }
 
+    batch.delete_namespaced_job("idx", ns, propagation_policy="Foreground")
+    wait_for(lambda: not core.list_namespaced_pod(ns).items, 120, "the Job's pods to go")
+    core.delete_namespaced_persistent_volume_claim("shared", ns)
 
-def test_failing_job_stops_at_backoff_limit(cluster: DevCluster) -> None:
-    batch = client.BatchV1Api(cluster.api_client())
+    def volume_gone() -> bool:
+        try:
+            core.read_persistent_volume(volume.metadata.name)
+        except ApiException as err:
+            return err.status == 404
+        return False
+
+    wait_for(volume_gone, 120, "the released volume to be deleted")
+    wait_for(lambda: not data.exists(), 30, "the volume's directory to be removed")
+
+
+def test_failed_pods_count_towards_a_jobs_backoff_limit(api: ApiClient, ns: str) -> None:
+    batch = client.BatchV1Api(api)
     job = {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "flaky"},
         "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never", "containers": [
             {"name": "w", "image": PY, "command": ["python", "-c", "raise SystemExit(3)"]}]}}},
     }  # fmt: skip
-    batch.create_namespaced_job(NS, job)
-
-    def failed() -> Any:
-        j = batch.read_namespaced_job_status("flaky", NS)
-        return next(
-            (c for c in j.status.conditions or [] if c.type == "Failed" and c.status == "True"),
-            None,
-        )
-
-    cond = wait_for(failed, what="the Job to fail")
-    assert cond.reason == "BackoffLimitExceeded"
-    assert batch.read_namespaced_job_status("flaky", NS).status.failed == 2
+    batch.create_namespaced_job(ns, job)
+    failed = wait_for(lambda: job_condition(batch, ns, "flaky", "Failed"), 120, "the Job to fail")
+    assert failed.reason == "BackoffLimitExceeded"
+    assert batch.read_namespaced_job_status("flaky", ns).status.failed == 2
 
 
-def test_container_restarts_or_fails_by_restart_policy(core: client.CoreV1Api) -> None:
+def test_container_restarts_or_fails_by_restart_policy(core: client.CoreV1Api, ns: str) -> None:
     sleeper = "import time; print('up', flush=True); time.sleep(600)"
-    core.create_namespaced_pod(NS, pod_manifest("always", sleeper, restartPolicy="Always"))
-    core.create_namespaced_pod(NS, pod_manifest("never", sleeper, restartPolicy="Never"))
+    core.create_namespaced_pod(ns, python_pod("always", sleeper, restartPolicy="Always"))
+    core.create_namespaced_pod(ns, python_pod("never", sleeper, restartPolicy="Never"))
     for name in ("always", "never"):
-        pod = wait_for(lambda n=name: phase(core, n, "Running"), what=f"{name} running")  # type: ignore[misc]
-        pid = int(pod.status.container_statuses[0].container_id.removeprefix("dev://"))
-        wait_for(lambda n=name: core.read_namespaced_pod_log(n, NS) == "up\n", what="output")  # type: ignore[misc]
-        os.kill(pid, signal.SIGKILL)
+        pod = wait_for(lambda n=name: phase(core, ns, n, "Running"), 90, f"{name} running")  # type: ignore[misc]
+        wait_for(
+            lambda n=name: core.read_namespaced_pod_log(n, ns) == "up\n",  # type: ignore[misc]
+            60,
+            f"{name}'s output",
+        )
+        os.kill(container_pid(pod), signal.SIGKILL)
 
     def restarted() -> Any:
-        s = core.read_namespaced_pod("always", NS).status.container_statuses[0]
+        s = core.read_namespaced_pod("always", ns).status.container_statuses[0]
         return s if s.restart_count == 1 and s.state.running else None
 
-    status = wait_for(restarted, what="the container to restart")
+    status = wait_for(restarted, 90, "the container to restart")
     assert status.last_state.terminated.exit_code == 137
-    assert core.read_namespaced_pod_log("always", NS, previous=True) == "up\n"
-    failed = wait_for(lambda: phase(core, "never", "Failed"), what="the Never pod to fail")
+    assert core.read_namespaced_pod_log("always", ns, previous=True) == "up\n"
+    failed = wait_for(lambda: phase(core, ns, "never", "Failed"), 90, "the Never pod to fail")
     assert failed.status.container_statuses[0].state.terminated.exit_code == 137
-    # graceful deletion: the kubelet stops the process and removes the pod
-    pid = int(core.read_namespaced_pod("always", NS).status.container_statuses[0].container_id[6:])
-    core.delete_namespaced_pod("always", NS, grace_period_seconds=5)
-    wait_for(
-        lambda: "always" not in {p.metadata.name for p in core.list_namespaced_pod(NS).items},
-        what="deletion",
-    )
-    assert not Path(f"/proc/{pid}").exists()
+    assert failed.status.container_statuses[0].restart_count == 0
+
+    # graceful deletion: the kubelet stops the process, then the pod goes from the API
+    pid = container_pid(core.read_namespaced_pod("always", ns))
+    core.delete_namespaced_pod("always", ns, grace_period_seconds=5)
+    wait_for(lambda: gone(core, ns, "always"), 90, "the deletion to finish")
+    assert not process_alive(pid)
 
 
-def test_termination_message_and_logs(core: client.CoreV1Api) -> None:
+def test_termination_message_and_logs(core: client.CoreV1Api, ns: str) -> None:
     code = "print('hello from the pod'); open('/dev/termination-log', 'w').write('all done')"
-    core.create_namespaced_pod(NS, pod_manifest("msg", code, restartPolicy="Never"))
+    core.create_namespaced_pod(ns, python_pod("msg", code, restartPolicy="Never"))
     crash = "import sys; print('boom: bad config', file=sys.stderr); sys.exit(2)"
-    core.create_namespaced_pod(NS, pod_manifest(
-        "crash", crash, restartPolicy="Never", container={"terminationMessagePolicy": "FallbackToLogsOnError"}))  # fmt: skip
-    done = wait_for(lambda: phase(core, "msg", "Succeeded"), what="msg to finish")
-    assert done.status.container_statuses[0].state.terminated.message == "all done"
-    assert core.read_namespaced_pod_log("msg", NS) == "hello from the pod\n"
-    crashed = wait_for(lambda: phase(core, "crash", "Failed"), what="crash to fail")
+    core.create_namespaced_pod(ns, python_pod(
+        "crash", crash, restartPolicy="Never",
+        container={"terminationMessagePolicy": "FallbackToLogsOnError"},
+    ))  # fmt: skip
+    done = wait_for(lambda: phase(core, ns, "msg", "Succeeded"), 90, "msg to finish")
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason, terminated.message) == (
+        0,
+        "Completed",
+        "all done",
+    )
+    assert core.read_namespaced_pod_log("msg", ns) == "hello from the pod\n"
+    crashed = wait_for(lambda: phase(core, ns, "crash", "Failed"), 90, "crash to fail")
     term = crashed.status.container_statuses[0].state.terminated
     assert (term.exit_code, term.reason, term.message) == (2, "Error", "boom: bad config")
 
 
-def test_two_pods_share_a_claim(core: client.CoreV1Api) -> None:
-    core.create_namespaced_persistent_volume_claim(NS, {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pair"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
-    })  # fmt: skip
-    code = (
-        "import os, sys, time; me, other = sys.argv[1:]; open(f'/shared/{me}', 'w').write(me)\n"
-        "deadline = time.time() + 60\n"
-        "while not os.path.exists(f'/shared/{other}'):\n"
-        "    assert time.time() < deadline; time.sleep(0.1)\n"
-        "print(open(f'/shared/{other}').read())"
-    )
-    for me, other in (("a", "b"), ("b", "a")):
-        core.create_namespaced_pod(NS, pod_manifest(
-            f"pvc-{me}", code, restartPolicy="Never",
-            container={"args": [me, other], "volumeMounts": [{"name": "v", "mountPath": "/shared"}]},
-            volumes=[{"name": "v", "persistentVolumeClaim": {"claimName": "pair"}}],
-        ))  # fmt: skip
-    for me, other in (("a", "b"), ("b", "a")):
-        wait_for(lambda m=me: phase(core, f"pvc-{m}", "Succeeded", "Failed"), what=f"pvc-{me}")  # type: ignore[misc]
-        assert core.read_namespaced_pod(f"pvc-{me}", NS).status.phase == "Succeeded"
-        assert core.read_namespaced_pod_log(f"pvc-{me}", NS).strip() == other
-
-
-def server_pod(name: str, ready: bool = True, **spec: Any) -> dict[str, Any]:
-    probe = {"httpGet": {"path": "/", "port": 18080}} if ready else {"exec": {"command": ["false"]}}
-    manifest = pod_manifest(name, "", container={
-        "command": ["python", "-m", "http.server", "18080", "--bind", "$(POD_IP)"],
-        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-        "ports": [{"name": "http", "containerPort": 18080}],
-        "readinessProbe": {**probe, "periodSeconds": 1},
-    }, **spec)  # fmt: skip
-    return manifest
-
-
-def test_services_endpoints_and_dns(cluster: DevCluster, core: client.CoreV1Api) -> None:
-    discovery = client.DiscoveryV1Api(cluster.api_client())
-    core.create_namespaced_pod(NS, server_pod("web-ready", labels={"app": "web"}))
-    core.create_namespaced_pod(NS, server_pod("web-unready", ready=False, labels={"app": "web"}))
+def test_endpoint_slices_and_dns_list_only_ready_pods(
+    cluster: DevCluster, api: ApiClient, core: client.CoreV1Api, ns: str
+) -> None:
+    discovery = client.DiscoveryV1Api(api)
+    core.create_namespaced_pod(ns, server_pod("web-ready", labels={"app": "web"}))
+    core.create_namespaced_pod(ns, server_pod("web-unready", ready=False, labels={"app": "web"}))
     core.create_namespaced_pod(
-        NS, server_pod("peer-pod", labels={"app": "peer"}, hostname="peer", subdomain="sub")
+        ns, server_pod("peer-pod", labels={"app": "peer"}, hostname="peer", subdomain="sub")
     )
-    for name, port_name in (("web", "http"), ("sub", None)):
-        core.create_namespaced_service(NS, {
+    for name, selector, cluster_ip in (("web", "web", None), ("sub", "peer", "None")):
+        core.create_namespaced_service(ns, {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {"app": "web" if name == "web" else "peer"},
-                     "clusterIP": None if name == "web" else "None",
-                     "ports": [{"port": 80, "targetPort": port_name or 18080, **({"name": port_name} if port_name else {})}]},
+            "spec": {"selector": {"app": selector}, "clusterIP": cluster_ip,
+                     "ports": [{"name": "http", "port": 80, "targetPort": 18080}]},
         })  # fmt: skip
 
-    def slice_ready() -> Any:
+    def endpoints() -> dict[str, bool] | None:
         slices = discovery.list_namespaced_endpoint_slice(
-            NS, label_selector="kubernetes.io/service-name=web"
+            ns, label_selector="kubernetes.io/service-name=web"
         ).items
-        eps = slices[0].endpoints or [] if slices else []
-        return (
-            {e.target_ref.name: e.conditions.ready for e in eps}
-            if len(eps) == 2 and any(e.conditions.ready for e in eps)
-            else None
-        )
+        found = {
+            e.target_ref.name: bool(e.conditions.ready) for s in slices for e in s.endpoints or []
+        }
+        return found if found.get("web-ready") and "web-unready" in found else None
 
-    assert wait_for(slice_ready, what="the EndpointSlice") == {
+    assert wait_for(endpoints, 120, "the EndpointSlice controller to publish both pods") == {
         "web-ready": True,
         "web-unready": False,
     }
-    ready_ip = core.read_namespaced_pod("web-ready", NS).status.pod_ip
-    peer_ip = wait_for(lambda: phase(core, "peer-pod", "Running"), what="peer").status.pod_ip
-    svc = core.read_namespaced_service("web", NS)
-    assert svc.spec.cluster_ip.startswith("10.")
+    ready_ip = core.read_namespaced_pod("web-ready", ns).status.pod_ip
+    peer_ip = wait_for(lambda: phase(core, ns, "peer-pod", "Running"), 90, "peer").status.pod_ip
+    assert core.read_namespaced_service("web", ns).spec.cluster_ip.startswith("10.96.")
+    slices = discovery.list_namespaced_endpoint_slice(
+        ns, label_selector="kubernetes.io/service-name=web"
+    ).items
+    addresses = {e.target_ref.name: e.addresses[0] for s in slices for e in s.endpoints or []}
+    assert addresses["web-ready"] == ready_ip
+
+    names = ("web", f"web.{ns}.svc.cluster.local", "peer.sub", f"peer.sub.{ns}.svc")
     code = (
-        "import socket, time, urllib.request\n"
-        "deadline = time.time() + 60\n"
+        "import socket, sys, time, urllib.request\n"
+        "deadline = time.time() + 90\n"
         "while True:\n"
         "    try:\n"
-        "        out = [socket.gethostbyname(n) for n in ('web', 'web.default.svc.cluster.local', 'peer.sub', 'peer.sub.default.svc')]\n"
-        "        body = urllib.request.urlopen('http://peer.sub:18080/', timeout=5).status\n"
+        f"        out = [socket.gethostbyname(n) for n in {names!r}]\n"
+        "        status = urllib.request.urlopen('http://peer.sub:18080/', timeout=5).status\n"
         "        break\n"
         "    except OSError:\n"
         "        assert time.time() < deadline; time.sleep(0.2)\n"
-        "print(' '.join(out), body)"
+        "print(' '.join(out), status)"
     )
-    core.create_namespaced_pod(NS, pod_manifest("resolver", code, restartPolicy="Never"))
-    wait_for(lambda: phase(core, "resolver", "Succeeded", "Failed"), what="resolver")
-    assert core.read_namespaced_pod_log("resolver", NS).split() == [
-        ready_ip,
-        ready_ip,
-        peer_ip,
-        peer_ip,
-        "200",
-    ]
+    core.create_namespaced_pod(ns, python_pod("resolver", code, restartPolicy="Never"))
+    done = wait_for(lambda: phase(core, ns, "resolver", "Succeeded", "Failed"), 150, "resolver")
+    log = core.read_namespaced_pod_log("resolver", ns)
+    assert done.status.phase == "Succeeded", log
+    assert log.split() == [ready_ip, ready_ip, peer_ip, peer_ip, "200"]
     host_side = (cluster.state_dir / "hosts").read_text()
-    assert f"{peer_ip}\tpeer.sub.default.svc.cluster.local" in host_side
+    assert f"{peer_ip}\tpeer.sub.{ns}.svc.cluster.local" in host_side
 
 
 def _deployment(replicas: int, version: str) -> dict[str, Any]:
@@ -272,89 +235,180 @@ def _deployment(replicas: int, version: str) -> dict[str, Any]:
 
 
 def test_deployment_scales_and_rolls_without_losing_readiness(
-    cluster: DevCluster, core: client.CoreV1Api
+    api: ApiClient, core: client.CoreV1Api, ns: str
 ) -> None:
-    apps = client.AppsV1Api(cluster.api_client())
-    apps.create_namespaced_deployment(NS, _deployment(1, "v1"))
+    apps = client.AppsV1Api(api)
+    apps.create_namespaced_deployment(ns, _deployment(1, "v1"))
 
     def ready_replicas(n: int) -> Callable[[], Any]:
         def probe() -> Any:
-            d = apps.read_namespaced_deployment_status("roll", NS)
+            d = apps.read_namespaced_deployment_status("roll", ns)
             s = d.status
-            ok = (
+            settled = (
                 (s.ready_replicas or 0) == n
                 and (s.replicas or 0) == n
+                and (s.updated_replicas or 0) == n
                 and s.observed_generation == d.metadata.generation
             )
-            return d if ok else None
+            return d if settled else None
 
         return probe
 
-    wait_for(ready_replicas(1), what="1 ready replica")
-    apps.patch_namespaced_deployment_scale("roll", NS, {"spec": {"replicas": 3}})
-    wait_for(ready_replicas(3), what="3 ready replicas")
-    apps.patch_namespaced_deployment_scale("roll", NS, {"spec": {"replicas": 1}})
-    wait_for(ready_replicas(1), what="back to 1 replica")
+    def live_pods() -> list[Any]:
+        pods = core.list_namespaced_pod(ns, label_selector="app=roll").items
+        return [p for p in pods if not p.metadata.deletion_timestamp]
+
+    wait_for(ready_replicas(1), 120, "1 ready replica")
+    apps.patch_namespaced_deployment_scale("roll", ns, {"spec": {"replicas": 3}})
+    wait_for(ready_replicas(3), 120, "3 ready replicas")
+    assert len({p.status.pod_ip for p in live_pods()}) == 3
+    apps.patch_namespaced_deployment_scale("roll", ns, {"spec": {"replicas": 1}})
+    wait_for(ready_replicas(1), 120, "back to 1 replica")
     wait_for(
-        lambda: len(core.list_namespaced_pod(NS, label_selector="app=roll").items) == 1,
-        what="pods gone",
+        lambda: len(core.list_namespaced_pod(ns, label_selector="app=roll").items) == 1,
+        120,
+        "the scaled-down pods to go",
     )
 
-    before = core.list_namespaced_pod(NS, label_selector="app=roll")
+    before = core.list_namespaced_pod(ns, label_selector="app=roll")
     old_names = {p.metadata.name for p in before.items}
-    apps.patch_namespaced_deployment("roll", NS, {"spec": {"template": {"spec": {"containers": [
-        {**_deployment(1, "v2")["spec"]["template"]["spec"]["containers"][0]}]}}}})  # fmt: skip
-    ready = {
-        p.metadata.name
-        for p in before.items
-        if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-    }
+    ready = {p.metadata.name for p in before.items if is_ready(p)}
+    assert ready == old_names
+    template = _deployment(1, "v2")["spec"]["template"]
+    apps.patch_namespaced_deployment("roll", ns, {"spec": {"template": template}})
     lowest = len(ready)
-    w = watch.Watch()
-    for event in w.stream(core.list_namespaced_pod, NS, label_selector="app=roll",
-                          resource_version=before.metadata.resource_version, timeout_seconds=90):  # fmt: skip
+    stream = watch.Watch()
+    for event in stream.stream(
+        core.list_namespaced_pod, ns, label_selector="app=roll",
+        resource_version=before.metadata.resource_version, timeout_seconds=150,
+    ):  # fmt: skip
         pod = event["object"]
         name = pod.metadata.name
-        is_ready = (
-            event["type"] != "DELETED"
-            and not pod.metadata.deletion_timestamp
-            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-        )
-        (ready.add if is_ready else ready.discard)(name)
+        counts = event["type"] != "DELETED" and not pod.metadata.deletion_timestamp
+        (ready.add if counts and is_ready(pod) else ready.discard)(name)
         lowest = min(lowest, len(ready))
         if ready and not ready & old_names and event["type"] == "DELETED" and name in old_names:
-            w.stop()
+            stream.stop()
     assert lowest >= 1
-    d = wait_for(ready_replicas(1), what="the rollout to finish")
-    assert d.status.updated_replicas == 1
-    rs = client.AppsV1Api(cluster.api_client()).list_namespaced_replica_set(NS).items
-    assert sorted(r.spec.replicas for r in rs if r.metadata.owner_references[0].name == "roll") == [
-        0,
-        1,
+    rolled = wait_for(ready_replicas(1), 120, "the rollout to finish")
+    assert rolled.status.updated_replicas == 1
+    sets = apps.list_namespaced_replica_set(ns).items
+    assert sorted(r.spec.replicas for r in sets) == [0, 1]
+    (pod,) = live_pods()
+    assert pod.metadata.name not in old_names
+    assert {"name": "VERSION", "value": "v2"} in [
+        {"name": e.name, "value": e.value} for e in pod.spec.containers[0].env
     ]
 
 
-def test_gpu_pod_waits_for_a_gpu_node(core: client.CoreV1Api, tmp_path: Path) -> None:
-    gpu_pod = pod_manifest("cuda", "print('ok')", restartPolicy="Never",
-                           container={"resources": {"limits": {"nvidia.com/gpu": "1"}}})  # fmt: skip
-    core.create_namespaced_pod(NS, gpu_pod)
+def test_gpu_pod_waits_for_a_gpu_node(core: client.CoreV1Api, ns: str, tmp_path: Path) -> None:
+    def gpu_pod() -> dict[str, Any]:
+        return python_pod(
+            "cuda", "print('ok')", restartPolicy="Never",
+            container={"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        )  # fmt: skip
+
+    core.create_namespaced_pod(ns, gpu_pod())
 
     def unschedulable() -> Any:
-        conds = core.read_namespaced_pod("cuda", NS).status.conditions or []
-        return next((c for c in conds if c.type == "PodScheduled" and c.status == "False"), None)
+        conditions = core.read_namespaced_pod("cuda", ns).status.conditions or []
+        return next(
+            (c for c in conditions if c.type == "PodScheduled" and c.status == "False"), None
+        )
 
-    cond = wait_for(unschedulable, what="PodScheduled=False")
+    cond = wait_for(unschedulable, 90, "PodScheduled=False")
     assert cond.reason == "Unschedulable"
-    assert cond.message == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
-    assert core.read_namespaced_pod("cuda", NS).status.phase == "Pending"
+    assert cond.message.startswith("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")
+    pending = core.read_namespaced_pod("cuda", ns)
+    assert pending.status.phase == "Pending" and pending.spec.node_name is None
+
     with DevCluster(tmp_path / "gpu", gpus=1) as gpu_cluster:
-        gpu_core = client.CoreV1Api(gpu_cluster.api_client())
-        node = gpu_core.read_node("dev-node")
-        assert node.status.allocatable["nvidia.com/gpu"] == "1"
-        gpu_core.create_namespaced_pod(NS, gpu_pod)
-        done = wait_for(lambda: phase(gpu_core, "cuda", "Succeeded"), what="the GPU pod to run")
-        assert done.spec.node_name == "dev-node"
+        gpu_api = gpu_cluster.api_client()
+        try:
+            gpu_core = client.CoreV1Api(gpu_api)
+            node = gpu_core.read_node(NODE)
+            assert node.status.allocatable["nvidia.com/gpu"] == "1"
+            assert node.metadata.labels["nvidia.com/gpu.present"] == "true"
+            gpu_core.create_namespaced_pod("default", gpu_pod())
+            done = wait_for(
+                lambda: phase(gpu_core, "default", "cuda", "Succeeded", "Failed"),
+                120,
+                "the GPU pod to run",
+            )
+            assert done.status.phase == "Succeeded"
+            assert done.spec.node_name == NODE
+            assert gpu_core.read_namespaced_pod_log("cuda", "default") == "ok\n"
+        finally:
+            gpu_api.close()
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-x", "-q"]))
+def test_a_pods_token_authenticates_as_its_service_account(
+    api: ApiClient, core: client.CoreV1Api, ns: str
+) -> None:
+    """The kubelet mounts a TokenRequest token: RBAC answers for the ServiceAccount."""
+    code = (
+        "import os, ssl, urllib.error, urllib.request\n"
+        "d = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "token, ns = open(f'{d}/token').read(), open(f'{d}/namespace').read()\n"
+        "ctx = ssl.create_default_context(cafile=f'{d}/ca.crt')\n"
+        "host, port = os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']\n"
+        "url = f'https://{host}:{port}/api/v1/namespaces/{ns}/pods'\n"
+        "request = urllib.request.Request(url, headers={'Authorization': f'Bearer {token}'})\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(request, context=ctx).status)\n"
+        "except urllib.error.HTTPError as err:\n"
+        "    print(err.code, err.read().decode())\n"
+    )
+
+    def call_api(name: str) -> str:
+        core.create_namespaced_pod(ns, python_pod(name, code, restartPolicy="Never"))
+        done = wait_for(
+            lambda: phase(core, ns, name, "Succeeded", "Failed"), 90, f"{name} to finish"
+        )
+        log = core.read_namespaced_pod_log(name, ns)
+        assert done.status.phase == "Succeeded", log
+        return log
+
+    denied = call_api("before")
+    assert denied.startswith("403 "), denied
+    assert (
+        f'User \\"system:serviceaccount:{ns}:default\\" cannot list resource \\"pods\\"' in denied
+    )
+
+    client.RbacAuthorizationV1Api(api).create_namespaced_role_binding(ns, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "default-view"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}],
+    })  # fmt: skip
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{ns}:default",
+            groups=["system:serviceaccounts", f"system:serviceaccounts:{ns}"],
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=ns, verb="list", resource="pods"
+            ),
+        )
+    )
+    authorization = client.AuthorizationV1Api(api)
+    wait_for(
+        lambda: authorization.create_subject_access_review(review).status.allowed,
+        60,
+        "RBAC to grant view",
+    )
+    assert call_api("after").strip() == "200"
+
+
+def test_node_lease_is_renewed_and_the_node_stays_ready(api: ApiClient) -> None:
+    coordination = client.CoordinationV1Api(api)
+    first = coordination.read_namespaced_lease(NODE, "kube-node-lease")
+    assert first.spec.holder_identity == NODE
+
+    def renewed() -> Any:
+        lease = coordination.read_namespaced_lease(NODE, "kube-node-lease")
+        return lease if lease.spec.renew_time > first.spec.renew_time else None
+
+    wait_for(renewed, 60, "the node's Lease to be renewed")
+    node = client.CoreV1Api(api).read_node(NODE)
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+    assert not [t for t in node.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
