@@ -43,7 +43,7 @@ def ns(core: client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     wait_for(
-        lambda: [a for a in core.list_namespaced_service_account(name).items],
+        lambda: core.list_namespaced_service_account(name).items,
         60,
         f"the default ServiceAccount in {name}",
     )

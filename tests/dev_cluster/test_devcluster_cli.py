@@ -1,25 +1,29 @@
-"""`gantry dev up/down/logs` as a user runs them, driven with the real kubectl."""
+"""`gantry dev up/down/logs` as a user runs them (`python -m dev_cluster`), driven with
+the real kubectl against the real control plane it starts."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from dev_cluster.cluster import kubernetes_version
+from dev_cluster.controlplane import find_binary
+from tests.conftest import require_control_plane, wait_for
+from tests.dev_cluster.devkit import process_alive
+
 pytestmark = pytest.mark.slow
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+CONTROL_PLANE = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
 
-MANIFEST = """
+WEB = """
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: web-config}
@@ -29,7 +33,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
-  replicas: 1
+  replicas: 2
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
@@ -55,47 +59,27 @@ spec:
 """
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 def descendants(root: int) -> dict[int, str]:
-    """pid → start time of every process below `root` (read from /proc)."""
+    """pid → program name (argv[0]'s base name) of every process below `root`."""
     children: dict[int, list[int]] = {}
-    starts: dict[int, str] = {}
+    names: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        starts[int(entry.name)] = fields[19]
+        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry.name))
+        names[int(entry.name)] = Path(argv0).name
     found: dict[int, str] = {}
     todo = [root]
     while todo:
         for child in children.get(todo.pop(), []):
-            found[child] = starts[child]
+            found[child] = names[child]
             todo.append(child)
     return found
-
-
-def alive(pid: int, start: str) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[19] == start and fields[0] != "Z"
 
 
 class Up:
@@ -104,151 +88,188 @@ class Up:
     def __init__(self, state: Path, *extra: str) -> None:
         self.state = state
         self.out = state.parent / f"{state.name}-up.log"
-        with open(self.out, "wb") as fh:
+        earlier = self.text().count("ready;")  # a restart appends to the same log
+        with open(self.out, "ab") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(state), "--no-operator",
-                 "--backoff-base", "0.5", *extra],
-                stdout=fh, stderr=subprocess.STDOUT, cwd=state.parent,
+                [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(state),
+                 "--no-operator", "--backoff-base", "0.5", *extra],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
             )  # fmt: skip
-        wait_for(lambda: "ready;" in self.text() or self.proc.poll() is not None, what="dev up")
-        assert self.proc.poll() is None, self.text()
         self.kubeconfig = state / "kubeconfig"
+        ready = wait_for(
+            lambda: self.text().count("ready;") > earlier or self.proc.poll() is not None,
+            240,
+            "dev up to be ready",
+        )
+        assert ready and self.proc.poll() is None, self.text()
 
     def text(self) -> str:
         return self.out.read_text() if self.out.exists() else ""
 
-    def kubectl(self, *args: str, input: str | None = None) -> str:
-        result = subprocess.run(
+    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True, text=True, input=input, timeout=120,
+            capture_output=True, text=True, input=input, timeout=180,
         )  # fmt: skip
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        result = self.run(*args, input=input)
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
         return result.stdout
 
+    def json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json"))
 
-@pytest.fixture
-def up(tmp_path: Path) -> Iterator[Up]:
-    running = Up(tmp_path / "state")
+    def interrupt(self) -> int:
+        """Ctrl-C, as a user stops it; the exit code."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=120)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:  # a failed test: stop it the way a user would
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    require_control_plane()
+    if not KUBECTL.exists():
+        pytest.fail("kubectl is not installed under .tools/bin (make tools)")
+    running = Up(tmp_path_factory.mktemp("cli") / "state")
     yield running
-    if running.proc.poll() is None:  # a failed test: stop it the way a user would
-        running.proc.send_signal(signal.SIGINT)
-        try:
-            running.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            running.proc.kill()
-            running.proc.wait()
+    running.close()
 
 
-@pytest.mark.skipif(
-    not KUBECTL.exists(), reason="kubectl is not installed under .tools/bin (make tools)"
-)
-def test_dev_up_serves_kubectl_and_ctrl_c_leaves_nothing_behind(up: Up, tmp_path: Path) -> None:
+def test_kubectl_works_against_dev_up(up: Up, tmp_path: Path) -> None:
     assert f"kubeconfig:  {up.kubeconfig}" in up.text()
+    version = up.json("version")
+    assert version["serverVersion"]["gitVersion"] == kubernetes_version(
+        find_binary("kube-apiserver")
+    )
+    assert version["serverVersion"]["gitVersion"].startswith("v1.")
     crds = {p.name.split("_", 1)[1].removesuffix(".yaml") for p in (REPO / "crds").glob("*.yaml")}
     listed = up.kubectl("get", "crd", "-o", "name")
     assert all(f"{name.split('.')[0]}.gantry.dev" in listed for name in crds)
     assert "dev-node" in up.kubectl("get", "nodes")
 
-    (tmp_path / "web.yaml").write_text(MANIFEST)
-    up.kubectl("apply", "-f", str(tmp_path / "web.yaml"))
-    up.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
-    up.kubectl("scale", "deployment/web", "--replicas=2")
-    up.kubectl("rollout", "status", "deployment/web", "--timeout=90s")
-    pods: dict[str, Any] = json.loads(up.kubectl("get", "pods", "-l", "app=web", "-o", "json"))
-    assert len(pods["items"]) == 2
-    name = pods["items"][0]["metadata"]["name"]
-    ip = pods["items"][0]["status"]["podIP"]
-    assert ip.startswith("127.0.") and not ip.startswith("127.0.0.")
-    assert ip in up.kubectl(
-        "get", "pods", "-o", "custom-columns=NAME:.metadata.name,IP:.status.podIP"
+    explained = up.kubectl("explain", "deployment.spec")
+    assert "DeploymentSpec" in explained and "replicas" in explained
+
+    assert up.kubectl("auth", "can-i", "create", "pods").strip() == "yes"
+    denied = up.run("auth", "can-i", "create", "pods", "--as=system:serviceaccount:default:default")
+    assert (denied.returncode, denied.stdout.strip()) == (1, "no")
+
+    code = "import time; print('hello from a deployment', flush=True); time.sleep(3600)"
+    up.kubectl("create", "deployment", "hello", "--image=python:3.12", "--", "python", "-c", code)
+    up.kubectl("rollout", "status", "deployment/hello", "--timeout=180s")
+    wait_for(
+        lambda: up.kubectl("logs", "deployment/hello") == "hello from a deployment\n",
+        90,
+        "kubectl logs through the kubelet API",
     )
-    wait_for(lambda: "GET / HTTP/1.1" in up.kubectl("logs", name), what="probe requests in the log")
+
+    (tmp_path / "web.yaml").write_text(WEB)
+    applied = up.kubectl("apply", "--server-side", "-f", str(tmp_path / "web.yaml"))
+    assert "deployment.apps/web serverside-applied" in applied
+    up.kubectl("rollout", "status", "deployment/web", "--timeout=180s")
+    config = up.json("get", "configmap", "web-config", "--show-managed-fields")
+    assert [(f["manager"], f["operation"]) for f in config["metadata"]["managedFields"]] == [
+        ("kubectl", "Apply")
+    ]
+    pods = up.json("get", "pods", "-l", "app=web")["items"]
+    assert len(pods) == 2
+    name = pods[0]["metadata"]["name"]
+    wait_for(lambda: "GET / HTTP/1.1" in up.kubectl("logs", name), 60, "probe requests in the log")
     logs = subprocess.run(
         [sys.executable, "-m", "dev_cluster", "logs", name, "--state-dir", str(up.state)],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
     ).stdout  # fmt: skip
     assert "GET / HTTP/1.1" in logs
-    slices = json.loads(
-        up.kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json")
-    )
-    assert sorted(e["addresses"][0] for e in slices["items"][0]["endpoints"]) == sorted(
-        p["status"]["podIP"] for p in pods["items"]
+
+    def published() -> list[str] | None:
+        slices = up.json("get", "endpointslices", "-l", "kubernetes.io/service-name=web")
+        ips = sorted(a for s in slices["items"] for e in s.get("endpoints") or []
+                     for a in e["addresses"] if (e.get("conditions") or {}).get("ready"))  # fmt: skip
+        return ips if len(ips) == 2 else None
+
+    assert wait_for(published, 90, "the Service's ready endpoints") == sorted(
+        p["status"]["podIP"] for p in pods
     )
 
-    events = json.loads(up.kubectl("get", "events", "-o", "json"))["items"]
-    reasons = {e["reason"] for e in events}
+    reasons = {e["reason"] for e in up.json("get", "events")["items"]}
     assert {"Scheduled", "Started", "SuccessfulCreate", "ScalingReplicaSet"} <= reasons, reasons
+    assert "Started" in up.kubectl(
+        "get", "events", "--field-selector", f"involvedObject.name={name}"
+    )
+
+
+def test_ctrl_c_leaves_nothing_behind_and_a_restart_keeps_objects(up: Up) -> None:
+    up.kubectl("create", "configmap", "kept", "--from-literal=answer=42")
+    code = "import os; print('run', os.getpid(), flush=True); import time; time.sleep(3600)"
+    up.kubectl("run", "sleeper", "--image=python:3.12", "--", "python", "-c", code)
+    up.kubectl("wait", "pod/sleeper", "--for=condition=Ready", "--timeout=180s")
+    before = up.json("get", "pod", "sleeper")
+    first_run = before["status"]["containerStatuses"][0]["containerID"]
 
     started = descendants(up.proc.pid)
-    assert len(started) >= 2  # the two pods' processes at least
-    up.proc.send_signal(signal.SIGINT)
-    assert up.proc.wait(timeout=60) == 0
-    left = [pid for pid, start in started.items() if alive(pid, start)]
-    assert left == [], f"processes left behind: {left}"
+    assert set(started.values()) >= CONTROL_PLANE, started
+    containers = [pid for pid, name in started.items() if name.startswith("python")]
+    assert containers, started
+    assert up.interrupt() == 0, up.text()
+    assert "dev cluster stopped" in up.text()
+    left = {pid: name for pid, name in started.items() if process_alive(pid)}
+    assert left == {}, f"processes left behind: {left}"
     assert not (up.state / "dev.pid").exists()
 
+    again = Up(up.state)  # the same state directory
+    try:
+        assert again.kubectl("get", "configmap", "kept", "-o", "jsonpath={.data.answer}") == "42"
 
-def test_dev_down_stops_a_running_cluster(up: Up) -> None:
-    assert (up.state / "dev.pid").read_text().strip() == str(up.proc.pid)
-    again = subprocess.run(
-        [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(up.state), "--no-operator"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert again.returncode != 0 and "already running" in again.stderr
-    down = subprocess.run(
-        [sys.executable, "-m", "dev_cluster", "down", "--state-dir", str(up.state)],
-        capture_output=True, text=True, timeout=90, check=True,
-    )  # fmt: skip
-    assert "stopped" in down.stdout
-    assert up.proc.wait(timeout=30) == 0
-    os.environ.get("PATH")  # the environment is untouched by the commands
+        def rerun() -> Any:
+            pod = again.json("get", "pod", "sleeper")
+            statuses = pod["status"].get("containerStatuses") or [{}]
+            running = "running" in (statuses[0].get("state") or {})
+            return pod if running and statuses[0].get("containerID") != first_run else None
 
+        pod = wait_for(rerun, 120, "the node to run the pod again")
+        assert pod["metadata"]["uid"] == before["metadata"]["uid"]
+        pid = int(pod["status"]["containerStatuses"][0]["containerID"].removeprefix("dev://"))
+        assert process_alive(pid)
+        wait_for(
+            lambda: f"run {pid}" in again.kubectl("logs", "sleeper"), 60, "the new run's output"
+        )
 
-def test_agent_runs_alone_against_any_api(tmp_path: Path) -> None:
-    from kubernetes import client, config
-
-    from dev_cluster.apiserver import write_kubeconfig
-    from dev_cluster.apiserver.testing import start_in_thread
-
-    with start_in_thread(tmp_path / "api") as api:
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.url)
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "dev_cluster.agent", "--kubeconfig", str(kubeconfig),
-             "--state-dir", str(tmp_path / "node"), "--gpus", "2", "--cpu", "3", "--memory", "4Gi"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        twice = subprocess.run(
+            [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(up.state),
+             "--no-operator"],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
         )  # fmt: skip
-        try:
-            core = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
-
-            def node() -> Any:
-                items = core.list_node().items
-                return (
-                    items[0] if items and items[0].status and items[0].status.allocatable else None
-                )
-
-            found = wait_for(node, what="the node to register")
-            assert found.metadata.name == "dev-node"
-            assert found.metadata.labels["kubernetes.io/hostname"] == "dev-node"
-            assert {k: found.status.allocatable[k] for k in ("cpu", "memory", "nvidia.com/gpu")} == {
-                "cpu": "3", "memory": "4Gi", "nvidia.com/gpu": "2",
-            }  # fmt: skip
-            assert [c.status for c in found.status.conditions if c.type == "Ready"] == ["True"]
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            out, _ = agent.communicate(timeout=60)
-        assert agent.returncode == 0, out
+        assert twice.returncode != 0 and "already running" in twice.stderr
+        down = subprocess.run(
+            [sys.executable, "-m", "dev_cluster", "down", "--state-dir", str(up.state)],
+            capture_output=True, text=True, timeout=150, check=True, cwd=REPO,
+        )  # fmt: skip
+        assert "dev cluster stopped" in down.stdout
+        assert again.proc.wait(timeout=30) == 0
+        assert not process_alive(pid)
+    finally:
+        again.close()
 
 
-def test_bad_agent_arguments_are_reported(tmp_path: Path) -> None:
-    (tmp_path / "kubeconfig").write_text("clusters: []\n")
+def test_bad_arguments_are_reported(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "dev_cluster.agent", "--kubeconfig", str(tmp_path / "kubeconfig"),
-         "--state-dir", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert run.returncode == 2 and "names no cluster" in run.stderr
-    run = subprocess.run(
-        [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(tmp_path / "s"), "--memory", "lots"],
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "dev_cluster", "up", "--state-dir", str(tmp_path / "s"),
+         "--memory", "lots"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
     assert run.returncode == 2 and "invalid quantity 'lots'" in run.stderr
+    down = subprocess.run(
+        [sys.executable, "-m", "dev_cluster", "down", "--state-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    assert down.returncode == 0 and "no dev cluster is running" in down.stdout
