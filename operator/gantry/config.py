@@ -74,6 +74,12 @@ class OperatorConfig(BaseModel):
     watch_namespaces: tuple[str, ...] = Field(
         default=(), description="Namespaces to watch; empty = the whole cluster."
     )
+    allowed_volume_sources: tuple[str, ...] = Field(
+        default=(),
+        description="Volume sources beyond the safe allow-list that TrainingJobs may use "
+        "(e.g. hostPath, nfs): a cluster admin's decision, since such a volume reaches the "
+        "node or storage outside the namespace. The chart installs CRDs that accept them.",
+    )
     scrape_interval_seconds: float = Field(
         default=5.0, gt=0, le=60, description="How often Triton metrics are scraped."
     )
@@ -124,11 +130,24 @@ class OperatorConfig(BaseModel):
         "cluster's pods share the host's) practically never pick the same port.",
     )
 
-    @field_validator("triton_backends", "watch_namespaces", mode="before")
+    @field_validator("triton_backends", "watch_namespaces", "allowed_volume_sources", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("allowed_volume_sources")
+    @classmethod
+    def _known_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from gantry.api.common import REFUSED_VOLUME_SOURCES
+
+        unknown = [v for v in value if v not in REFUSED_VOLUME_SOURCES]
+        if unknown:
+            raise ValueError(
+                f"allowedVolumeSources: {', '.join(unknown)} not among the refusable sources "
+                f"({', '.join(REFUSED_VOLUME_SOURCES)})"
+            )
         return value
 
 
@@ -143,7 +162,11 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if raw is None:
             continue
         key = field.alias or name  # the file uses the camelCase aliases; env must override them
-        if field.annotation in (str, str | None) or name in ("triton_backends", "watch_namespaces"):
+        if field.annotation in (str, str | None) or name in (
+            "triton_backends",
+            "watch_namespaces",
+            "allowed_volume_sources",
+        ):
             overrides[key] = raw
         else:
             try:

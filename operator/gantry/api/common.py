@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -43,9 +51,17 @@ MAX_NODE_SELECTOR = 64  # labels in nodeSelector
 MAX_TOLERATIONS = 64
 MAX_BATCH_SIZES = 32  # Triton preferred batch sizes
 
+# Characters no URI or path field may hold: `$` (the kubelet expands `$(VAR)` in command,
+# args and env, so a URI could smuggle a secret's value into an error message or a request),
+# whitespace and control characters. One class, read by Python's `re` and by RE2 (CEL).
+UNSAFE_CHARACTERS = r"[$\s\x00-\x1f\x7f]"
+_SAFE_TAIL = r"(/[^$\s\x00-\x1f\x7f]*)?"
 STORAGE_URI_PATTERN = (
-    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$"
+    rf"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?{_SAFE_TAIL}"
+    rf"|s3://[a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]{_SAFE_TAIL})$"
 )
+_UNSAFE = re.compile(UNSAFE_CHARACTERS)
+UNSAFE_MESSAGE = "must not contain '$', whitespace or control characters"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -142,11 +158,26 @@ class StorageLocation:
 
 
 _CLAIM = re.compile(DNS_LABEL)
+_SUBDOMAIN = re.compile(DNS_SUBDOMAIN)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
+def check_safe(value: str, what: str) -> str:
+    """`value` unless it holds `$`, whitespace or control characters (never echoed back)."""
+    if _UNSAFE.search(value):
+        raise ValueError(f"{what} {UNSAFE_MESSAGE}")
+    return value
+
+
 def parse_storage_uri(uri: str) -> StorageLocation:
-    """Parse a storage URI, raising ValueError with a message a user can act on."""
+    """Parse a storage URI, raising ValueError with a message a user can act on.
+
+    A URI with unsafe characters or credentials (`user:key@`) is refused without being
+    echoed, so no message carries what it would have expanded to or a key.
+    """
+    check_safe(uri, "a storage URI")
+    if "@" in uri.partition("://")[2].partition("/")[0]:
+        raise ValueError("a storage URI must not carry credentials (user:key@): use a Secret")
     scheme, sep, rest = uri.partition("://")
     if not sep:
         raise ValueError(f"'{uri}' is not a storage URI: use pvc://claim/path or s3://bucket/path")
@@ -185,7 +216,8 @@ StorageUri = Annotated[
                 cel(
                     "self.startsWith('pvc://') || self.startsWith('s3://')",
                     "storageUri must be pvc://claim/path or s3://bucket/path",
-                )
+                ),
+                cel(f"!self.matches(r'{UNSAFE_CHARACTERS}')", f"storageUri {UNSAFE_MESSAGE}"),
             ),
         },
     ),
@@ -289,8 +321,120 @@ class Toleration(ApiModel):
     )
 
 
-class Volume(OpenObject):
-    """A pod volume (core/v1 Volume), passed to the worker pods unchanged."""
+# --- volume sources -------------------------------------------------------------------
+# A TrainingJob's volumes reach its worker pods unchanged, so the sources are allow-listed:
+# these cannot reach the node or another namespace. The rest of core/v1's sources are
+# refused at admission (a CEL rule each, with its field path) unless a cluster admin lists
+# them in the operator configuration's `allowedVolumeSources` (the chart then installs CRDs
+# whose rule for that source is `true`).
+ALLOWED_VOLUME_SOURCES = (
+    "persistentVolumeClaim",
+    "emptyDir",
+    "configMap",
+    "secret",
+    "projected",
+    "ephemeral",
+    "csi",
+    "downwardAPI",
+)
+REFUSED_VOLUME_SOURCES = (
+    "hostPath",
+    "nfs",
+    "iscsi",
+    "fc",
+    "rbd",
+    "cephfs",
+    "glusterfs",
+    "flexVolume",
+    "gitRepo",
+    "image",
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cinder",
+    "flocker",
+    "gcePersistentDisk",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "quobyte",
+    "scaleIO",
+    "storageos",
+    "vsphereVolume",
+)
+ALLOWED_VOLUME_SOURCES_CONTEXT = "allowed_volume_sources"
+
+
+def refused_source_rule(source: str) -> str:
+    """The CEL rule refusing one source; the chart replaces it by `true` to allow it."""
+    return f"!has(self.{source})"
+
+
+def _volume_source_schema(schema: dict[str, Any]) -> None:
+    """Declare every core/v1 source so CEL can see it; refuse those not allow-listed."""
+    schema.pop("additionalProperties", None)
+    properties = schema.setdefault("properties", {})
+    for source in (*ALLOWED_VOLUME_SOURCES, *REFUSED_VOLUME_SOURCES):
+        properties[source] = {
+            "type": "object",
+            "additionalProperties": True,
+            "description": f"core/v1 {source} volume source.",
+        }
+    properties["secret"]["properties"] = {
+        "secretName": {
+            "type": "string",
+            "maxLength": MAX_NAME_LENGTH,
+            "pattern": DNS_SUBDOMAIN,
+            "description": "A Secret of the job's own namespace.",
+        }
+    }
+    allowed = ", ".join(ALLOWED_VOLUME_SOURCES)
+    schema["x-kubernetes-validations"] = [
+        cel(
+            refused_source_rule(source),
+            f"{source} volumes are not allowed (allowed: {allowed}); a cluster admin may "
+            f"allow {source} with the operator configuration allowedVolumeSources",
+            f".{source}",
+        )
+        for source in REFUSED_VOLUME_SOURCES
+    ]
+
+
+class VolumeSource(OpenObject):
+    """One core/v1 volume source from the allow-list (checked again by the operator)."""
+
+    model_config = OpenObject.model_config | {"json_schema_extra": _volume_source_schema}
+
+    @model_validator(mode="after")
+    def _allowed_source(self, info: ValidationInfo) -> VolumeSource:
+        extra = {k: v for k, v in (self.model_extra or {}).items() if k != "name"}
+        context = info.context if isinstance(info.context, Mapping) else {}
+        allowed = {*ALLOWED_VOLUME_SOURCES, *context.get(ALLOWED_VOLUME_SOURCES_CONTEXT, ())}
+        for source in extra:
+            if source in REFUSED_VOLUME_SOURCES and source not in allowed:
+                raise ValueError(
+                    f"{source} volumes are not allowed (allowed: "
+                    f"{', '.join(ALLOWED_VOLUME_SOURCES)}); a cluster admin may allow {source} "
+                    "with the operator configuration allowedVolumeSources"
+                )
+            if source not in allowed:
+                raise ValueError(f"'{source}' is not a volume source")
+        if len(extra) != 1:
+            raise ValueError(
+                "a volume must name exactly one volume source, "
+                "e.g. persistentVolumeClaim: {claimName: ml-data}"
+            )
+        secret = extra.get("secret")
+        if isinstance(secret, Mapping) and "secretName" in secret:
+            name = str(secret["secretName"])
+            if not _SUBDOMAIN.match(name) or len(name) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"secret.secretName '{name}' must name a Secret of the job's own namespace"
+                )
+        return self
+
+
+class Volume(VolumeSource):
+    """A pod volume (core/v1 Volume) from the allow-list, passed to the worker pods."""
 
     name: str = Field(
         min_length=1,
@@ -299,18 +443,31 @@ class Volume(OpenObject):
     )
 
 
+def _check_path(value: str) -> str:
+    return check_safe(value, "a path")
+
+
+SafePath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        json_schema_extra=validations(
+            cel(f"!self.matches(r'{UNSAFE_CHARACTERS}')", f"a path {UNSAFE_MESSAGE}")
+        ),
+    ),
+    AfterValidator(_check_path),
+]
+
+
 class VolumeMount(ApiModel):
     """Where a volume appears in the container (core/v1 VolumeMount)."""
 
     name: str = Field(
         min_length=1, max_length=MAX_LABEL_LENGTH, description="Name of a volume in spec.volumes."
     )
-    mount_path: str = Field(
-        min_length=1, max_length=MAX_PATH_LENGTH, description="Absolute path inside the container."
-    )
-    sub_path: str | None = Field(
-        default=None, max_length=MAX_PATH_LENGTH, description="Path within the volume."
-    )
+    mount_path: SafePath = Field(description="Absolute path inside the container.")
+    sub_path: SafePath | None = Field(default=None, description="Path within the volume.")
     read_only: bool | None = Field(default=None, description="Mount read-only.")
 
 

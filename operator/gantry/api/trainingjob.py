@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from gantry.api.common import (
+    ALLOWED_VOLUME_SOURCES,
     MAX_ARG_LENGTH,
     MAX_ARGS_ITEMS,
     MAX_COMMAND_ITEMS,
@@ -24,7 +25,6 @@ from gantry.api.common import (
     MAX_IMAGE_LENGTH,
     MAX_LABEL_LENGTH,
     MAX_NODE_SELECTOR,
-    MAX_PATH_LENGTH,
     MAX_TOLERATIONS,
     MAX_VOLUME_MOUNTS,
     MAX_VOLUMES,
@@ -33,10 +33,12 @@ from gantry.api.common import (
     EnvVar,
     OpenObject,
     ResourceRequirements,
+    SafePath,
     StorageUri,
     Toleration,
     Volume,
     VolumeMount,
+    VolumeSource,
     cel,
     check_quantities,
     operator_bookkeeping,
@@ -62,6 +64,9 @@ RESERVED_ENV_NAMES = frozenset(
     }
 )
 RESERVED_ENV_PREFIXES = ("PET_", "TORCHELASTIC_")
+# The worker pods' own volumes (gantry.trainingjob.workers); a user volume of the same name
+# would make a Job the API server can never accept.
+RESERVED_VOLUME_NAMES = frozenset({"dshm", "gantry-checkpoint", "gantry-output", "gantry-tmp"})
 
 _RESERVED_CEL = (
     "self.all(e, !(e.name in ["
@@ -81,29 +86,16 @@ def _immutable(field: str) -> JsonDict:
 class CheckpointSpec(ApiModel):
     """Where checkpoints are kept so a restarted attempt resumes instead of starting over."""
 
-    volume: OpenObject = Field(
-        description="A pod volume source (e.g. persistentVolumeClaim: {claimName: x}) mounted "
-        "into every worker; its path is given to the workers as GANTRY_CHECKPOINT_DIR.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    volume: VolumeSource = Field(
+        description="A pod volume source from the allow-list (e.g. persistentVolumeClaim: "
+        "{claimName: x}) mounted into every worker; its path is given to the workers as "
+        "GANTRY_CHECKPOINT_DIR.",
     )
     keep: int = Field(default=3, ge=1, le=100, description="Checkpoints kept (newest first).")
-    mount_path: str = Field(
+    mount_path: SafePath = Field(
         default="/gantry/checkpoints",
-        min_length=1,
-        max_length=MAX_PATH_LENGTH,
         description="Where the volume is mounted in the workers.",
     )
-
-    @field_validator("volume")
-    @classmethod
-    def _one_source(cls, volume: OpenObject) -> OpenObject:
-        sources = [k for k in (volume.model_extra or {}) if k != "name"]
-        if len(sources) != 1:
-            raise ValueError(
-                "checkpoint.volume must name exactly one volume source, "
-                "e.g. persistentVolumeClaim: {claimName: ml-checkpoints}"
-            )
-        return volume
 
 
 class OutputSpec(ApiModel):
@@ -181,8 +173,22 @@ class TrainingJobSpec(ApiModel):
     volumes: list[Volume] = Field(
         default_factory=list,
         max_length=MAX_VOLUMES,
-        description="Pod volumes (core/v1 Volume) available to volumeMounts.",
-        json_schema_extra=_immutable("volumes"),
+        description="Pod volumes (core/v1 Volume) available to volumeMounts: "
+        + ", ".join(ALLOWED_VOLUME_SOURCES)
+        + " (more only where a cluster admin allows them). Gantry's own volume names ("
+        + ", ".join(sorted(RESERVED_VOLUME_NAMES))
+        + ") are reserved.",
+        json_schema_extra=validations(
+            cel(
+                "self.all(v, !(v.name in ["
+                + ", ".join(f"'{n}'" for n in sorted(RESERVED_VOLUME_NAMES))
+                + "]))",
+                "volume names "
+                + ", ".join(sorted(RESERVED_VOLUME_NAMES))
+                + " are reserved for Gantry's own volumes",
+            ),
+            cel("self == oldSelf", "volumes is immutable once the job is created"),
+        ),
     )
     volume_mounts: list[VolumeMount] = Field(
         default_factory=list,
@@ -258,6 +264,16 @@ class TrainingJobSpec(ApiModel):
                     f"'{var.name}' is reserved: torchrun and Gantry set it for every worker"
                 )
         return env
+
+    @field_validator("volumes")
+    @classmethod
+    def _no_reserved_volume(cls, volumes: list[Volume]) -> list[Volume]:
+        for volume in volumes:
+            if volume.name in RESERVED_VOLUME_NAMES:
+                raise ValueError(
+                    f"volume name '{volume.name}' is reserved for Gantry's own volumes"
+                )
+        return volumes
 
     @field_validator("resources")
     @classmethod

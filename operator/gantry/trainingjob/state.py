@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gantry.api.common import ALLOWED_VOLUME_SOURCES_CONTEXT
 from gantry.api.trainingjob import TrainingJobPhase as Phase
 from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
@@ -229,7 +230,10 @@ def reconcile(
         return b.plan
 
     try:
-        spec = TrainingJobSpec.model_validate(body.get("spec") or {})
+        spec = TrainingJobSpec.model_validate(
+            body.get("spec") or {},
+            context={ALLOWED_VOLUME_SOURCES_CONTEXT: config.allowed_volume_sources},
+        )
         naming.check_name(name)
         output_dir(spec)
     except UnsupportedSpec as err:
