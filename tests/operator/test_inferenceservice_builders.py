@@ -159,7 +159,7 @@ def test_optimize_job_args_volumes_and_security() -> None:
         "maxQueueDelayMicroseconds": 100,
     }
     assert container["terminationMessagePath"] == "/dev/termination-log"
-    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"]}
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "emptyDir" not in v}
     assert claims["models"]["claimName"] == names.DEFAULT_MODELS_CLAIM
     assert claims["source"] == {"claimName": "exports", "readOnly": True}
     assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
@@ -194,11 +194,12 @@ def test_s3_model_is_fetched_with_secret_refs_only() -> None:
     assert fetch["args"][:2] == ["-m", "model_repo.fetch"]
     env = {e["name"]: e for e in fetch["env"]}
     assert set(env) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    assert all("value" not in e for e in env.values())
+    assert all("value" not in e for name, e in env.items() if name.startswith("AWS_"))
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3"
     assert env["AWS_REGION"]["valueFrom"]["secretKeyRef"]["optional"] is True
     optimize = pod["containers"][0]
-    assert "env" not in optimize  # credentials only reach the fetch step
+    # credentials only reach the fetch step
+    assert all(not e["name"].startswith("AWS_") for e in optimize.get("env", []))
     assert optimize["args"][optimize["args"].index("--model-dir") + 1] == names.FETCH_DIR
 
 
@@ -353,7 +354,8 @@ def test_deployment_command_ports_probes_and_security() -> None:
     ):
         assert flag in args
     assert triton["env"] == [
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "TMPDIR", "value": "/run/gantry"},
     ]
     assert {(p["name"], p["containerPort"]) for p in triton["ports"]} == {
         ("http", 8000),
@@ -371,7 +373,7 @@ def test_deployment_command_ports_probes_and_security() -> None:
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     assert volumes["models"]["persistentVolumeClaim"]["readOnly"] is True
     mounts = {m["mountPath"]: m for m in triton["volumeMounts"]}
-    assert set(mounts) == {"/models", "/dev/shm"}
+    assert set(mounts) == {"/models", "/dev/shm", "/run/gantry"}
     (stage,) = pod["initContainers"]
     assert "/gantry/models/repos/digits/digits" in stage["command"][2]
     assert '"$src/3"' in stage["command"][2]

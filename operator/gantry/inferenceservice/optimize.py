@@ -24,7 +24,14 @@ from gantry.config import OperatorConfig, TritonBackend
 from gantry.inferenceservice import names
 from gantry.inferenceservice.model_source import ResolvedModel
 from gantry.inferenceservice.podspec import resources_with_gpus
-from gantry.k8s.security import container_security_context, pod_security_context
+from gantry.k8s.security import (
+    container_security_context,
+    literal,
+    pod_security_context,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
+)
 
 CONTAINER = "optimize"
 FETCH_CONTAINER = "fetch-model"
@@ -117,7 +124,7 @@ def optimize_args(
         "-m",
         "model_repo.optimize",
         "--model-dir",
-        model_dir,
+        literal(model_dir),
         "--repository",
         f"{names.MODELS_MOUNT}/{names.repository_dir(service)}",
         "--name",
@@ -172,9 +179,9 @@ def _fetch_container(
         "name": FETCH_CONTAINER,
         "image": config.optimizer_image,
         "command": [config.python],
-        "args": ["-m", "model_repo.fetch", "--uri", model.uri, "--dest", names.FETCH_DIR],
-        "env": env,
-        "volumeMounts": [{"name": "fetched", "mountPath": names.FETCH_DIR}],
+        "args": ["-m", "model_repo.fetch", "--uri", literal(model.uri), "--dest", names.FETCH_DIR],
+        "env": [*env, *scratch_env()],
+        "volumeMounts": [{"name": "fetched", "mountPath": names.FETCH_DIR}, scratch_mount()],
         "resources": resources_with_gpus(config.optimizer_resources, 0),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -201,8 +208,9 @@ def build_optimize_job(
         "image": config.optimizer_image,
         "command": [config.python],
         "args": optimize_args(service, spec, backend, model_dir, config),
+        "env": scratch_env(),
         "resources": resources_with_gpus(config.optimizer_resources, spec.gpus()),
-        "volumeMounts": storage_mounts
+        "volumeMounts": [*storage_mounts, scratch_mount()]
         + source_mounts
         + (
             [{"name": "fetched", "mountPath": names.FETCH_DIR, "readOnly": True}]
@@ -215,9 +223,10 @@ def build_optimize_job(
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # reports through its termination message
         "securityContext": pod_security_context(config),
         "containers": [container],
-        "volumes": storage_volumes + source_volumes,
+        "volumes": [*storage_volumes, scratch_volume(), *source_volumes],
     }
     if model.location.scheme == "s3":
         pod_spec["initContainers"] = [_fetch_container(spec, model, config)]

@@ -27,7 +27,13 @@ from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.config import OperatorConfig
 from gantry.inferenceservice import names
 from gantry.inferenceservice.podspec import serving_resources
-from gantry.k8s.security import container_security_context, pod_security_context
+from gantry.k8s.security import (
+    container_security_context,
+    pod_security_context,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
+)
 
 CONTAINER = "triton"
 STAGE_CONTAINER = "stage-model"
@@ -114,7 +120,10 @@ def pod_template(
         "image": image,
         "command": ["tritonserver"],
         "args": triton_args(spec),
-        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "env": [
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            *scratch_env(),
+        ],
         "ports": [
             {"name": "http", "containerPort": names.HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": names.GRPC_PORT, "protocol": "TCP"},
@@ -129,6 +138,7 @@ def pod_template(
         "volumeMounts": [
             {"name": "model-repository", "mountPath": names.TRITON_REPOSITORY, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},
+            scratch_mount(),
         ],
         "securityContext": container_security_context(),
     }
@@ -143,6 +153,7 @@ def pod_template(
         "securityContext": container_security_context(),
     }
     pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # Triton never calls the Kubernetes API
         "securityContext": pod_security_context(config),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "initContainers": [stage],
@@ -157,6 +168,7 @@ def pod_template(
             },
             {"name": "model-repository", "emptyDir": {}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+            scratch_volume(),
         ],
     }
     # Explicit nulls when empty: the Deployment is merge-patched, and a null is what

@@ -13,7 +13,14 @@ from typing import Any
 from gantry.api.common import parse_storage_uri
 from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
-from gantry.k8s.security import container_security_context, pod_security_context
+from gantry.k8s.security import (
+    container_security_context,
+    literal,
+    pod_security_context,
+    scratch_env,
+    scratch_mount,
+    scratch_volume,
+)
 from gantry.trainingjob import naming
 from gantry.trainingjob.summary import SUMMARY_SCRIPT
 
@@ -71,7 +78,7 @@ def torchrun_argv(
         f"--master-addr={naming.master_address(name, attempt, namespace)}",
         f"--master-port={port}",
         "--rdzv-backend=static",
-        *user_program(spec.command, spec.args),
+        *(literal(word) for word in user_program(spec.command, spec.args)),
     ]
 
 
@@ -106,19 +113,27 @@ def worker_env(
         {"name": "GANTRY_CHECKPOINT_DIR", "value": checkpoint},
         {"name": "GANTRY_PYTHON", "value": python},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *scratch_env(),
     ]
     out = output_dir(spec)
     if out is not None:
         env.append({"name": "GANTRY_OUTPUT_DIR", "value": out})
     if api_url:
         env.append({"name": "GANTRY_API_URL", "value": api_url})
-    env.extend(var.model_dump(by_alias=True, exclude_none=True) for var in spec.env)
+    for var in spec.env:  # user values are literal: `$(VAR)` is never expanded
+        user = var.model_dump(by_alias=True, exclude_none=True)
+        if "value" in user:
+            user["value"] = literal(user["value"])
+        env.append(user)
     return env
 
 
 def volumes_and_mounts(spec: TrainingJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes: list[dict[str, Any]] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}]
-    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}},
+        scratch_volume(),
+    ]
+    mounts: list[dict[str, Any]] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}, scratch_mount()]
     if spec.checkpoint is not None:
         source = {k: v for k, v in (spec.checkpoint.volume.model_extra or {}).items()}
         source.pop("name", None)
