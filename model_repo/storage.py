@@ -3,12 +3,16 @@
 `pvc://claim/path` is a PersistentVolumeClaim the pod mounts at `<pvc_root>/<claim>`;
 `s3://bucket/prefix` is downloaded with boto3. S3 credentials come only from the
 environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`,
-`AWS_REGION`), never from files or instance metadata, and are never logged.
+`AWS_REGION`, filled from the InferenceService's Secret), never from the URI, files or
+instance metadata, and are never logged. A URI holding credentials, `$`, whitespace or
+control characters is refused without being echoed; an object key that would land outside
+the destination directory (`models//etc/evil`, `a/../../x`) is refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from urllib.parse import urlsplit
 from model_repo.errors import ModelError
 
 DEFAULT_PVC_ROOT = Path("/mnt/pvc")
+_UNSAFE = re.compile(r"[$\s\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,16 @@ class StorageURI:
 
 def parse_uri(uri: str) -> StorageURI:
     """Pure: split and validate a storage URI."""
+    if _UNSAFE.search(uri):
+        raise ModelError(
+            "a storage URI must not contain '$', whitespace or control characters",
+            "StorageError",
+        )
     parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        raise ModelError(
+            "a storage URI must not carry credentials (user:key@): use a Secret", "StorageError"
+        )
     if parts.scheme not in ("pvc", "s3"):
         shown = parts.scheme or "(none)"
         raise ModelError(
@@ -77,21 +91,41 @@ def s3_client(env: Mapping[str, str] | None = None) -> Any:
     return session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config)
 
 
+def confined(root: Path, relative: str) -> Path | None:
+    """`root/relative` when it resolves strictly inside `root` (a resolved root), else None.
+
+    `relative` comes from an S3 key: an empty segment (`models//etc/evil` leaves `/etc/evil`),
+    `..` or a symlink already under `root` could otherwise point anywhere.
+    """
+    rel = PurePosixPath(relative)
+    if rel.is_absolute() or not rel.parts or ".." in rel.parts:
+        return None
+    target = root.joinpath(*rel.parts).resolve()
+    return target if target != root and target.is_relative_to(root) else None
+
+
 def download_s3(uri: StorageURI, dest: Path, client: Any) -> Path:
     """Download every object under the prefix into `dest`, keeping relative paths."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     prefix = f"{uri.path.rstrip('/')}/" if uri.path else ""
     shown = f"s3://{uri.authority}/{uri.path}"
+    root = dest.resolve()
     count = 0
     try:
         paginator = client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=uri.authority, Prefix=prefix):
             for obj in page.get("Contents", []):
-                rel = PurePosixPath(obj["Key"][len(prefix) :])
-                if not rel.parts or ".." in rel.parts or obj["Key"].endswith("/"):
+                key = str(obj["Key"])
+                if key.endswith("/"):  # a folder marker
                     continue
-                target = dest.joinpath(*rel.parts)
+                target = confined(root, key[len(prefix) :])
+                if target is None:
+                    raise ModelError(
+                        f"object key '{key}' under {shown} would be written outside the "
+                        "model directory; refused",
+                        "StorageError",
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(uri.authority, obj["Key"], str(target))
                 count += 1
