@@ -103,6 +103,9 @@ def namespace(admin_api: ApiClient) -> Iterator[str]:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_NAMESPACE = "gantry-system"
 TOKEN_SECONDS = 24 * 3600
+# The chart watches only the namespaces it is told to by default; the tests' operator
+# acts in namespaces created per test, so it is installed cluster-wide, explicitly.
+CLUSTER_WIDE = {"clusterWide": True}
 
 
 def create_ignoring_conflict(create: Callable[..., object], *args: Any) -> None:
@@ -205,16 +208,17 @@ def _operator_rbac(rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def operator_rbac() -> list[dict[str, Any]]:
-    """`helm template charts/gantry` (default values: whole-cluster mode), RBAC only."""
+def operator_rbac(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """`helm template charts/gantry` in whole-cluster mode (`clusterWide: true`), RBAC only."""
     import yaml
 
-    from tests.chart.chart_testkit import helm_binary, template
+    from tests.chart.chart_testkit import helm_binary, template, write_values
 
     helm = helm_binary()
     if helm is None:
         pytest.fail("helm is not installed: `make tools` puts it in .tools/bin")
-    rendered = template(helm, namespace=OPERATOR_NAMESPACE)
+    values = write_values(tmp_path_factory.mktemp("operator-rbac") / "values.yaml", CLUSTER_WIDE)
+    rendered = template(helm, values, namespace=OPERATOR_NAMESPACE)
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     return _operator_rbac(docs)

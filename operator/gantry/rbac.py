@@ -104,9 +104,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "gantry.dev",
         "inferenceservices",
-        ("get", "list", "watch", "patch"),
+        ("get", "list", "watch", "patch", "delete"),
         "kopf watches them and patches finalizers/annotations; reconciler and autoscaler "
-        "read each one fresh",
+        "read each one fresh; the uninstall hook deletes them while the operator still runs",
     ),
     Rule(
         "gantry.dev",

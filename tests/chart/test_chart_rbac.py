@@ -12,8 +12,8 @@ from gantry import rbac
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 MODES = {
-    "clusterwide": {},
-    "clusterwide-ha": {"replicaCount": 2},
+    "clusterwide": {"clusterWide": True},
+    "clusterwide-ha": {"clusterWide": True, "replicaCount": 2},
     "namespaces": {"config": {"watchNamespaces": ["ml", "team-a"]}},
     "namespaces-ha": {"replicaCount": 2, "config": {"watchNamespaces": ["ml", "team-a"]}},
 }

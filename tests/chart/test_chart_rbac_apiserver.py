@@ -186,7 +186,9 @@ def install(api: ApiClient, tmp: Path, mode: str) -> Install:
     release, namespace = f"rbac-{suffix}", f"gantry-{suffix}"
     watched = tuple(f"ml-{i}-{suffix}" for i in range(spec.get("watch", 0)))
     elsewhere = f"elsewhere-{suffix}"
-    values: dict[str, Any] = {"config": {"watchNamespaces": list(watched)}}
+    values: dict[str, Any] = (
+        {"config": {"watchNamespaces": list(watched)}} if watched else {"clusterWide": True}
+    )
     if "replicaCount" in spec:
         values["replicaCount"] = spec["replicaCount"]
     docs = [d for d in render(release, namespace, values, tmp) if d["kind"] in RBAC_KINDS]

@@ -166,23 +166,32 @@ def test_rendered_manifests_validate_against_kubernetes_1_33(render: Render, var
     one(docs, "Deployment")
 
 
-def test_defaults_install_operator_crds_and_cluster_rbac(render: Render) -> None:
+def test_defaults_install_operator_crds_and_namespaced_rbac(render: Render) -> None:
     docs = render()
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
         [
-            "ClusterRole",  # the operator's
+            "ClusterRole",  # the operator's: CRD and namespace discovery only
             "ClusterRole",  # <release>-edit, aggregated into admin/edit
             "ClusterRole",  # <release>-view, aggregated into view
             "ClusterRoleBinding",
+            "Role",  # the operator's, in the release namespace: the only one watched
+            "RoleBinding",
             "ConfigMap",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "Deployment",
+            "Job",  # the pre-delete hook that removes Gantry's resources first
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",  # the operator's ServiceAccount
+            "ValidatingAdmissionPolicy",  # the trainers' status writes
+            "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
+    (role,) = of_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
     crds = {d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")}
     assert crds == {"trainingjobs.gantry.dev", "inferenceservices.gantry.dev"}
     for crd in of_kind(docs, "CustomResourceDefinition"):
@@ -238,7 +247,7 @@ def test_configuration_change_rolls_the_deployment(render: Render) -> None:
 
 
 def test_high_availability_uses_kopf_peering_and_a_budget(render: Render) -> None:
-    docs = render({"replicaCount": 2})
+    docs = render({"replicaCount": 2, "clusterWide": True})
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -54,14 +54,25 @@ app.kubernetes.io/component: operator
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the operator watches the whole cluster (no namespace list). */}}
+{{/* "true" when the operator watches the whole cluster: an explicit choice (clusterWide). */}}
 {{- define "gantry.clusterwide" -}}
-{{- if not .Values.config.watchNamespaces }}true{{ end }}
+{{- if and .Values.clusterWide .Values.config.watchNamespaces }}
+{{- fail "clusterWide: true and config.watchNamespaces contradict each other: choose one" }}
+{{- end }}
+{{- if .Values.clusterWide }}true{{ end }}
+{{- end }}
+
+{{/* The watched namespaces as JSON: the list given, else the release's own; [] cluster-wide. */}}
+{{- define "gantry.watchNamespaces" -}}
+{{- if include "gantry.clusterwide" . }}[]
+{{- else }}
+{{- toJson (.Values.config.watchNamespaces | default (list .Release.Namespace)) }}
+{{- end }}
 {{- end }}
 
 {{/* Namespaces holding Triton pods, for NetworkPolicies: explicit, watched, or the release's. */}}
 {{- define "gantry.tritonNamespaces" -}}
-{{- $ns := .Values.networkPolicy.namespaces | default .Values.config.watchNamespaces | default (list .Release.Namespace) }}
+{{- $ns := .Values.networkPolicy.namespaces | default (include "gantry.watchNamespaces" . | fromJsonArray) | default (list .Release.Namespace) }}
 {{- toJson $ns }}
 {{- end }}
 
@@ -73,5 +84,6 @@ app.kubernetes.io/component: operator
 {{- $_ := set $cfg $key $value }}
 {{- end }}
 {{- end }}
+{{- $_ := set $cfg "watchNamespaces" (include "gantry.watchNamespaces" . | fromJsonArray) }}
 {{- toYaml $cfg }}
 {{- end }}
