@@ -84,6 +84,9 @@ MANAGER = "gantry-dev"
 # operator's metrics port would bind 0.0.0.0 (pods share the host network), and default
 # pod requests are sized for a laptop.
 DEV_VALUES: dict[str, Any] = {
+    # Resources are created in any namespace on the dev cluster: watch them all, explicitly
+    # (the chart's default is the release namespace only).
+    "clusterWide": True,
     "crds": {"enabled": False},
     "metrics": {"enabled": False},
     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
