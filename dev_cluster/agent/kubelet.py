@@ -4,7 +4,9 @@ Each pod gets its own IP on the host's `lo` (see `ips`), a directory under
 `<state>/pods`, its volumes, a hosts file, and one process per container (see `process`). Status is
 written to the pod's `status` subresource; deletion follows the real contract: when the
 API sets deletionTimestamp the kubelet runs preStop hooks, sends SIGTERM, SIGKILLs after
-the grace period and then deletes the pod with gracePeriodSeconds=0.
+the grace period and then deletes the pod with gracePeriodSeconds=0. Init containers run
+in order; one with `restartPolicy: Always` is a sidecar: once started it runs (and
+restarts) beside the main containers and is stopped when they have finished for good.
 
 Every container gets KUBERNETES_SERVICE_HOST/PORT pointing at kube-apiserver on
 127.0.0.1 (there is no kube-proxy to route the `kubernetes` Service's ClusterIP), and
@@ -93,6 +95,11 @@ def qos_class(spec: Obj) -> str:
     return "Guaranteed"
 
 
+def is_sidecar(init_container: Obj) -> bool:
+    """An init container with restartPolicy Always runs beside the main containers."""
+    return init_container.get("restartPolicy") == "Always"
+
+
 def waiting_status(container: Obj, reason: str, message: str = "") -> Obj:
     """The status of a container that has not started yet."""
     waiting: Obj = {"reason": reason}
@@ -135,6 +142,7 @@ class PodWorker:
         self._published: Obj | None = None
         self.task: asyncio.Task[None] | None = None
         self._token_task: asyncio.Task[None] | None = None
+        self._sidecar_tasks: list[asyncio.Task[int]] = []
 
     @property
     def spec(self) -> Obj:
@@ -186,7 +194,10 @@ class PodWorker:
         if self.phase_override is not None:
             out["phase"], out["reason"], out["message"] = self.phase_override
         old = (self.pod.get("status") or {}).get("conditions") or []
-        out["conditions"] = pod_conditions(old, out["phase"], self.init_done, main_status)
+        sidecars = [r.status() for r in self.init if not r.is_init]
+        out["conditions"] = pod_conditions(
+            old, out["phase"], self.init_done, main_status + sidecars
+        )
         return out
 
     async def publisher(self) -> None:
@@ -267,6 +278,10 @@ class PodWorker:
                 return
             self.waiting = ("PodInitializing", "") if self.spec.get("initContainers") else None
             for spec in self.spec.get("initContainers") or []:
+                if is_sidecar(spec):
+                    if not await self._start_sidecar(spec, volumes):
+                        return
+                    continue
                 runner = await self._runner_when_ready(spec, volumes, is_init=True)
                 if runner is None:
                     return
@@ -290,19 +305,46 @@ class PodWorker:
             self.waiting = None
             self.changed()
             await asyncio.gather(*(r.run() for r in self.main))
+            # the main containers are done for good: sidecars stop, as the kubelet does
+            await self._stop_sidecars()
             self.changed()
         finally:
+            for task in self._sidecar_tasks:
+                task.cancel()
             if watchdog is not None:
                 watchdog.cancel()
             if self._token_task is not None:
                 self._token_task.cancel()
 
+    async def _start_sidecar(self, spec: Obj, volumes: dict[str, Path]) -> bool:
+        """Start a sidecar (an init container with restartPolicy Always) and wait until it
+        has started (its startupProbe passed); it restarts whatever its exit code and runs
+        beside the main containers. False when the pod stops first."""
+        runner = await self._runner_when_ready(spec, volumes, sidecar=True)
+        if runner is None:
+            return False
+        self.init.append(runner)
+        self._sidecar_tasks.append(asyncio.create_task(runner.run()))
+        self.changed()
+        while not (runner.started and "running" in runner.state):
+            if self.stopping.is_set():
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def _stop_sidecars(self) -> None:
+        sidecars = [r for r in self.init if r.restart_policy == "Always" and not r.is_init]
+        for runner in sidecars:
+            runner.stopping.set()
+        await asyncio.gather(*(r.kill() for r in sidecars), return_exceptions=True)
+        await asyncio.gather(*self._sidecar_tasks, return_exceptions=True)
+
     async def _runner_when_ready(
-        self, spec: Obj, volumes: dict[str, Path], is_init: bool = False
+        self, spec: Obj, volumes: dict[str, Path], is_init: bool = False, sidecar: bool = False
     ) -> ContainerRunner | None:
         """Retry a container whose config is missing (e.g. its Secret comes later)."""
         while not self.stopping.is_set():
-            runner = self._runner(spec, volumes, is_init)
+            runner = self._runner(spec, volumes, is_init, sidecar)
             if runner is not None:
                 return runner
             with contextlib.suppress(TimeoutError):
@@ -397,7 +439,7 @@ class PodWorker:
         return env
 
     def _runner(
-        self, spec: Obj, volumes: dict[str, Path], is_init: bool = False
+        self, spec: Obj, volumes: dict[str, Path], is_init: bool = False, sidecar: bool = False
     ) -> ContainerRunner | None:
         k = self.kubelet
         name = str(spec.get("name"))
@@ -446,7 +488,7 @@ class PodWorker:
             spec,
             Launch(argv, env, sandbox, term_file, log_file, k.registry),
             self.ip,
-            str(self.spec.get("restartPolicy") or "Always"),
+            "Always" if sidecar else str(self.spec.get("restartPolicy") or "Always"),
             k.config.backoff,
             self.grace,
             self.changed,

@@ -68,9 +68,10 @@ def pod_conditions(
         old,
         {
             "PodReadyToStartContainers": ("True", None),
+            # a pod whose init container failed stays not Initialized (`Init:Error`)
             "Initialized": (
-                "True" if init_done or terminal else "False",
-                None if init_done or terminal else "ContainersNotInitialized",
+                "True" if init_done else "False",
+                None if init_done else "ContainersNotInitialized",
             ),
             "Ready": (ready, reason),
             "ContainersReady": (ready, reason),

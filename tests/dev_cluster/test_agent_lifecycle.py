@@ -9,14 +9,17 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client import ApiClient
 
 from tests.conftest import wait_for
 from tests.dev_cluster.devkit import (
     NODE,
     gone,
     is_ready,
+    job_condition,
     phase,
     pod_manifest,
+    process_alive,
     python_container,
     python_pod,
 )
@@ -68,6 +71,71 @@ def test_init_containers_config_volumes_and_identity(core: client.CoreV1Api, ns:
     assert core.read_namespaced_pod_log("configured", ns, container="seed") == ""
 
 
+def test_init_failure_and_on_failure_restarts(core: client.CoreV1Api, ns: str) -> None:
+    core.create_namespaced_pod(ns, pod_manifest(
+        "init-fails", python_container("print('never')"), restartPolicy="Never",
+        initContainers=[python_container("raise SystemExit(4)", name="init")],
+    ))  # fmt: skip
+    once = (
+        "import os, sys\n"
+        "again = os.path.exists('/data/ran'); open('/data/ran', 'w').close()\n"
+        "print('second' if again else 'first', flush=True); sys.exit(0 if again else 3)"
+    )
+    core.create_namespaced_pod(ns, python_pod(
+        "retry", once, restartPolicy="OnFailure",
+        container={"volumeMounts": [{"name": "d", "mountPath": "/data"}]},
+        volumes=[{"name": "d", "emptyDir": {}}],
+    ))  # fmt: skip
+
+    failed = wait_for(lambda: phase(core, ns, "init-fails", "Failed"), 90, "the init failure")
+    (init,) = failed.status.init_container_statuses
+    assert (init.state.terminated.exit_code, init.state.terminated.reason) == (4, "Error")
+    assert {c.type: c.status for c in failed.status.conditions}["Initialized"] == "False"
+    assert failed.status.container_statuses[0].state.terminated is None  # never started
+
+    done = wait_for(lambda: phase(core, ns, "retry", "Succeeded"), 90, "the retried pod")
+    status = done.status.container_statuses[0]
+    assert status.restart_count == 1 and status.last_state.terminated.exit_code == 3
+    assert core.read_namespaced_pod_log("retry", ns) == "second\n"
+    assert core.read_namespaced_pod_log("retry", ns, previous=True) == "first\n"
+
+
+def test_a_sidecar_runs_beside_the_job_and_stops_when_it_is_done(
+    api: ApiClient, core: client.CoreV1Api, ns: str
+) -> None:
+    """Native sidecars: an init container with restartPolicy Always."""
+    batch = client.BatchV1Api(api)
+    sidecar = python_container(
+        "import time; open('/shared/up', 'w').close(); print('serving', flush=True); "
+        "time.sleep(3600)",
+        name="proxy", restartPolicy="Always",
+        volumeMounts=[{"name": "shared", "mountPath": "/shared"}],
+        startupProbe={"exec": {"command": ["test", "-f", "/shared/up"]}, "periodSeconds": 1},
+    )  # fmt: skip
+    main = python_container(
+        "import os; print('proxy up:', os.path.exists('/shared/up'))",
+        volumeMounts=[{"name": "shared", "mountPath": "/shared"}],
+    )
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "with-sidecar"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "initContainers": [sidecar], "containers": [main],
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+        }}},
+    }  # fmt: skip
+    batch.create_namespaced_job(ns, job)
+    wait_for(
+        lambda: job_condition(batch, ns, "with-sidecar", "Complete"), 120, "the Job to complete"
+    )
+    (pod,) = core.list_namespaced_pod(ns, label_selector="job-name=with-sidecar").items
+    assert pod.status.phase == "Succeeded"
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns) == "proxy up: True\n"
+    assert core.read_namespaced_pod_log(pod.metadata.name, ns, container="proxy") == "serving\n"
+    (proxy,) = pod.status.init_container_statuses
+    assert proxy.state.terminated is not None and proxy.restart_count == 0
+    assert not process_alive(int(proxy.container_id.removeprefix("dev://")))
+
+
 def test_liveness_failure_restarts_and_prestop_runs_before_sigterm(
     core: client.CoreV1Api, ns: str, tmp_path: Path
 ) -> None:
@@ -104,7 +172,7 @@ def test_liveness_failure_restarts_and_prestop_runs_before_sigterm(
 
     pod = wait_for(restarted_and_ready, 120, "a liveness restart")
     assert is_ready(pod)
-    assert (out / "started").read_text() == "xx"
+    wait_for(lambda: (out / "started").read_text() == "xx", 60, "the second run")
     events = core.list_namespaced_event(ns, field_selector="involvedObject.name=lively").items
     assert "Unhealthy" in {e.reason for e in events}
     core.delete_namespaced_pod("lively", ns, grace_period_seconds=10)
@@ -136,7 +204,8 @@ def test_logs_follow_until_the_container_ends(
         container={"volumeMounts": [{"name": "signal", "mountPath": "/signal"}]},
         volumes=[{"name": "signal", "hostPath": {"path": str(tmp_path)}}],
     ))  # fmt: skip
-    wait_for(lambda: core.read_namespaced_pod_log("talker", ns) == "first\n", 90, "the first line")
+    wait_for(lambda: phase(core, ns, "talker", "Running"), 90, "the container to start")
+    wait_for(lambda: core.read_namespaced_pod_log("talker", ns) == "first\n", 60, "the first line")
     stream = core.read_namespaced_pod_log(
         "talker", ns, follow=True, _preload_content=False, _request_timeout=120
     )

@@ -454,3 +454,19 @@ def test_node_lease_body() -> None:
 )  # fmt: skip
 def test_with_entrypoint(image: str, command: list[str], args: list[str], argv: list[str]) -> None:
     assert with_entrypoint(image, command, args) == argv
+
+
+def test_a_failed_init_container_leaves_the_pod_not_initialized() -> None:
+    from dev_cluster.agent.podstatus import pod_conditions
+
+    failed = {c["type"]: c["status"] for c in pod_conditions([], "Failed", False, [])}
+    assert (failed["Initialized"], failed["Ready"]) == ("False", "False")
+    done = {c["type"]: c["status"] for c in pod_conditions([], "Succeeded", True, [{}])}
+    assert (done["Initialized"], done["Ready"]) == ("True", "False")
+
+
+def test_sidecars_are_init_containers_that_always_restart() -> None:
+    from dev_cluster.agent.kubelet import is_sidecar
+
+    assert is_sidecar({"name": "proxy", "restartPolicy": "Always"})
+    assert not is_sidecar({"name": "seed"})
