@@ -54,12 +54,11 @@ app.kubernetes.io/component: operator
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* "true" when the operator watches the whole cluster: an explicit choice (clusterWide). */}}
+{{/* "true" when the operator watches the whole cluster: an explicit choice (clusterWide).
+A namespace list, the narrower choice, wins over it (the dev cluster's values choose
+cluster-wide; a test may still name namespaces). */}}
 {{- define "gantry.clusterwide" -}}
-{{- if and .Values.clusterWide .Values.config.watchNamespaces }}
-{{- fail "clusterWide: true and config.watchNamespaces contradict each other: choose one" }}
-{{- end }}
-{{- if .Values.clusterWide }}true{{ end }}
+{{- if and .Values.clusterWide (not .Values.config.watchNamespaces) }}true{{ end }}
 {{- end }}
 
 {{/* The watched namespaces as JSON: the list given, else the release's own; [] cluster-wide. */}}
