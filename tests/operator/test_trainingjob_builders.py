@@ -37,11 +37,9 @@ def body(**spec: Any) -> dict[str, Any]:
     }
 
 
-def build(attempt: int = 1, api_url: str | None = None, **spec: Any) -> dict[str, Any]:
+def build(attempt: int = 1, **spec: Any) -> dict[str, Any]:
     obj = body(**spec)
-    return worker_job(
-        obj, TrainingJobSpec.model_validate(obj["spec"]), CONFIG, attempt=attempt, api_url=api_url
-    )
+    return worker_job(obj, TrainingJobSpec.model_validate(obj["spec"]), CONFIG, attempt=attempt)
 
 
 def container(job: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +115,6 @@ def test_master_port_is_stable_in_range_and_spread() -> None:
 def test_env_gantry_first_then_user() -> None:
     job = build(
         attempt=3,
-        api_url="http://127.0.0.1:6443",
         env=[
             {"name": "LR", "value": "0.1"},
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
@@ -130,11 +127,12 @@ def test_env_gantry_first_then_user() -> None:
     assert env["GANTRY_ATTEMPT"] == "3"
     assert env["GANTRY_CHECKPOINT_DIR"] == "/ck"
     assert env["GANTRY_OUTPUT_DIR"] == "/gantry/output-volume/digits/v1"
-    assert env["GANTRY_API_URL"] == "http://127.0.0.1:6443"
     assert env["LR"] == "0.1" and env["TOKEN"] == {"secretKeyRef": {"name": "s", "key": "k"}}
     names = [e["name"] for e in container(job)["env"]]
     assert names.index("GANTRY_JOB_NAME") < names.index("LR")
-    assert "GANTRY_API_URL" not in env_of(build())
+    # In a pod the API is reached through KUBERNETES_SERVICE_HOST/PORT and the
+    # ServiceAccount token: the operator hands no API URL to workers.
+    assert "GANTRY_API_URL" not in env
     assert "GANTRY_OUTPUT_DIR" not in env_of(build())
 
 

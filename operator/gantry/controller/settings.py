@@ -6,8 +6,6 @@ Environment (beside `gantry.config`'s GANTRY_* fields):
 - GANTRY_METRICS_PORT: Prometheus /metrics port (default 8081; 0 turns it off).
 - GANTRY_LIVENESS: liveness URL (default http://0.0.0.0:8080/healthz; empty turns it off).
 - GANTRY_RECONCILE_INTERVAL: seconds between level-triggered reconciles (default 1).
-- GANTRY_API_URL: API URL handed to training pods; they use it only outside a cluster (in
-  a pod, KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount always win).
 """
 
 from __future__ import annotations
@@ -45,10 +43,6 @@ def reconcile_interval() -> float:
     if not 0.1 <= value <= 300:
         raise ValueError(f"GANTRY_RECONCILE_INTERVAL={raw!r} must be between 0.1 and 300")
     return value
-
-
-def api_url_for_pods() -> str | None:
-    return os.environ.get("GANTRY_API_URL") or None
 
 
 def metrics_port() -> int:

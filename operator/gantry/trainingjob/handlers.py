@@ -18,7 +18,7 @@ import kopf
 from gantry.config import OperatorConfig
 from gantry.controller.connection import kube_client
 from gantry.controller.metrics import observe_reconcile
-from gantry.controller.settings import api_url_for_pods, operator_config, reconcile_interval
+from gantry.controller.settings import operator_config, reconcile_interval
 from gantry.k8s.client import KubeClient
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
@@ -133,7 +133,6 @@ def reconcile_once(
     name: str,
     *,
     config: OperatorConfig,
-    api_url: str | None = None,
     now: datetime | None = None,
 ) -> Plan | None:
     """One level-triggered pass for one job; None when it is gone or was deleted for TTL."""
@@ -151,7 +150,7 @@ def reconcile_once(
         _children_checked.pop(uid, None)
         return Plan()
     observed = observe(client, body)
-    plan = reconcile(body, observed, config, now=moment, api_url=api_url)
+    plan = reconcile(body, observed, config, now=moment)
     apply_plan(client, body, plan, list(observed.jobs))
     if phase == "Failed" and not plan.delete_jobs:
         _cleaned_up.add(uid)  # every worker is stopped: nothing left to read each tick
@@ -211,7 +210,6 @@ def trainingjob_timer(
                 namespace,
                 name,
                 config=operator_config(),
-                api_url=api_url_for_pods(),
             )
     except ApiError as err:  # counted by observe_reconcile
         log.warning("TrainingJob %s/%s: %s (retrying)", namespace, name, err)

@@ -211,7 +211,6 @@ def reconcile(
     config: OperatorConfig,
     *,
     now: datetime,
-    api_url: str | None = None,
 ) -> Plan:
     """Compute the children, deletions, status and events for one TrainingJob."""
     b = _Builder(body, now)
@@ -256,7 +255,7 @@ def reconcile(
     ]
 
     def job_for(this_attempt: int) -> dict[str, Any]:
-        job = worker_job(body, spec, config, attempt=this_attempt, api_url=api_url)
+        job = worker_job(body, spec, config, attempt=this_attempt)
         return adopt(job, body, labels=job["metadata"]["labels"])
 
     # Suspension: no pods; the current attempt's Job (if any) is suspended, not deleted.

@@ -102,7 +102,6 @@ def worker_env(
     namespace: str,
     attempt: int,
     python: str,
-    api_url: str | None,
 ) -> list[dict[str, Any]]:
     """Gantry's variables first, then the user's (the API model rejects reserved names)."""
     checkpoint = spec.checkpoint.mount_path if spec.checkpoint else "/gantry/checkpoints"
@@ -118,8 +117,6 @@ def worker_env(
     out = output_dir(spec)
     if out is not None:
         env.append({"name": "GANTRY_OUTPUT_DIR", "value": out})
-    if api_url:
-        env.append({"name": "GANTRY_API_URL", "value": api_url})
     for var in spec.env:  # user values are literal: `$(VAR)` is never expanded
         user = var.model_dump(by_alias=True, exclude_none=True)
         if "value" in user:
@@ -181,7 +178,6 @@ def worker_job(
     config: OperatorConfig,
     *,
     attempt: int,
-    api_url: str | None = None,
 ) -> dict[str, Any]:
     """The Indexed Job of one attempt (not yet adopted: the caller sets owner and labels)."""
     meta = body.get("metadata") or {}
@@ -203,7 +199,6 @@ def worker_job(
             namespace=namespace,
             attempt=attempt,
             python=config.python,
-            api_url=api_url,
         ),
         "ports": [{"name": "rendezvous", "containerPort": port, "protocol": "TCP"}],
         "volumeMounts": mounts,
