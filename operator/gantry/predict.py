@@ -5,8 +5,9 @@ scripts and examples call; the click command is a thin layer over it.
 
 Targets: `host:port` is used as is. An InferenceService name is resolved through the
 API: its `status.endpoints.grpc` when that name resolves here (inside a cluster), else
-a ready Triton pod IP from the EndpointSlices of `<name>-headless` (from a laptop, or on
-the dev cluster, where Service DNS names exist only inside pods).
+the IP of a Ready Triton pod, one that `<name>-headless` selects (from a laptop, or on
+the dev cluster, where Service DNS names exist only inside pods and EndpointSlices stay
+empty because the API server rejects loopback endpoint addresses).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import click
 import numpy as np
 import numpy.typing as npt
 
+from gantry.autoscaler.scrape import ready_targets
 from gantry.inferenceservice import names
 
 Array = npt.NDArray[Any]
@@ -237,19 +239,10 @@ def _resolves(host: str) -> bool:
     return True
 
 
-def ready_pod_address(slices: Sequence[Mapping[str, Any]]) -> str | None:
-    """host:port of one ready endpoint in EndpointSlices of the headless Service."""
-    for slice_ in slices:
-        port = next(
-            (p.get("port") for p in slice_.get("ports") or [] if p.get("name") == "grpc"),
-            names.GRPC_PORT,
-        )
-        for endpoint in slice_.get("endpoints") or []:
-            ready = (endpoint.get("conditions") or {}).get("ready")
-            addresses = endpoint.get("addresses") or []
-            if ready is not False and addresses:
-                return f"{addresses[0]}:{port}"
-    return None
+def ready_pod_address(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """host:port (gRPC) of the first Ready Triton pod by name, or None."""
+    targets = ready_targets(pods)
+    return f"{targets[0].ip}:{names.GRPC_PORT}" if targets else None
 
 
 def resolve_target(
@@ -269,13 +262,8 @@ def resolve_target(
     endpoint = (status.get("endpoints") or {}).get("grpc")
     if endpoint and resolves(str(endpoint).rsplit(":", 1)[0]):
         return Target(str(endpoint), service, labels)
-    slices = client.list(
-        "discovery.k8s.io/v1",
-        "endpointslices",
-        namespace,
-        label_selector=f"kubernetes.io/service-name={names.headless_name(service)}",
-    )
-    address = ready_pod_address(slices)
+    pods = client.list("v1", "pods", namespace, label_selector=names.selector_string(service))
+    address = ready_pod_address(pods)
     if address is None:
         phase = status.get("phase") or "unknown"
         detail = f": {status['message']}" if status.get("message") else ""

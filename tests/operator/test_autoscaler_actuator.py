@@ -36,6 +36,9 @@ class FakeKube:
         meta = obj["metadata"]
         self.objects[(plural, meta.get("namespace"), meta["name"])] = obj
 
+    def drop(self, plural: str) -> None:
+        self.objects = {k: o for k, o in self.objects.items() if k[0] != plural}
+
     def get(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> Any:
         found = self.objects.get((plural, namespace, name))
         return copy.deepcopy(found) if found is not None else None
@@ -135,24 +138,22 @@ def set_pods(kube: FakeKube, replicas: int, ready: int) -> None:
         "deployments",
         {"metadata": {"name": "digits-triton", "namespace": "ml"}, "spec": {"replicas": replicas}},
     )
-    kube.put(
-        "endpointslices",
-        {
-            "metadata": {
-                "name": "digits-headless-x",
-                "namespace": "ml",
-                "labels": {"kubernetes.io/service-name": "digits-headless"},
+    kube.drop("pods")
+    for i in range(replicas):
+        kube.put(
+            "pods",
+            {
+                "metadata": {
+                    "name": f"pod-{i}",
+                    "namespace": "ml",
+                    "labels": {"gantry.dev/inferenceservice": "digits"},
+                },
+                "status": {
+                    "podIP": f"127.0.1.{i + 1}",
+                    "conditions": [{"type": "Ready", "status": "True" if i < ready else "False"}],
+                },
             },
-            "endpoints": [
-                {
-                    "addresses": [f"127.0.1.{i + 1}"],
-                    "conditions": {"ready": i < ready},
-                    "targetRef": {"kind": "Pod", "name": f"pod-{i}"},
-                }
-                for i in range(replicas)
-            ],
-        },
-    )
+        )
 
 
 BUILTIN = {

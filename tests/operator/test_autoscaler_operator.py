@@ -1,13 +1,14 @@
 """The kopf daemon inside the real operator, on a real control plane, under the chart's RBAC.
 
-A stand-in metrics endpoint plays the Triton pod (its counters grow on every scrape); an
-EndpointSlice of `digits-headless` names it ready, as the EndpointSlice controller would
-for a Ready pod on a node (this control plane has none). The daemon must fill
-`status.autoscaling` for a service without autoscaling, create the HPA in the hpa mode, and
-delete it again when the mode changes.
+A stand-in metrics endpoint plays the Triton pod (its counters grow on every scrape); a
+pod labelled as the service's Triton pod carries its address with a Ready condition, as a
+kubelet would report it (this control plane has no node; the test writes the status). The
+daemon must fill `status.autoscaling` for a service without autoscaling, create the HPA in
+the hpa mode, and delete it again when the mode changes.
 
-EndpointSlices reject loopback addresses, so the stand-in listens on this host's own
-non-loopback address.
+The autoscaler reads Ready pods, not EndpointSlices: EndpointSlices reject loopback
+addresses, which is what dev-cluster pods get where the node agent may not add addresses
+to `lo` (the first test shows it).
 """
 
 from __future__ import annotations
@@ -114,10 +115,42 @@ def endpoint_slice(namespace: str, address: str) -> dict[str, Any]:
     }
 
 
+def ready_pod(admin: KubeClient, namespace: str, address: str) -> None:
+    """A Triton pod of `digits`, Ready on `address`, its status written as a kubelet would."""
+    admin.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "digits-pod",
+                "namespace": namespace,
+                "labels": {"gantry.dev/inferenceservice": "digits"},
+            },
+            "spec": {"containers": [{"name": "triton", "image": "triton"}]},
+        }
+    )
+    admin.patch(
+        "v1",
+        "pods",
+        "digits-pod",
+        namespace,
+        {
+            "status": {
+                "phase": "Running",
+                "podIP": address,
+                "podIPs": [{"ip": address}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        },
+        subresource="status",
+    )
+
+
 def test_endpoint_slices_reject_loopback_pod_addresses(
     control_plane: ThreadedControlPlane, namespace: str
 ) -> None:
-    """Why the stand-in cannot listen on a loopback address, as dev-cluster pods do."""
+    """Why the autoscaler finds Triton pods through pods, not EndpointSlices: the
+    EndpointSlice controller cannot publish a dev-cluster pod's loopback address."""
     from gantry.k8s.errors import Invalid
 
     admin = KubeClient.for_kubeconfig(control_plane.kubeconfig)
@@ -140,7 +173,7 @@ def test_daemon_records_metrics_and_manages_hpa(
     monkeypatch.setenv("GANTRY_SCRAPE_INTERVAL_SECONDS", "1")
     operator_config.cache_clear()
     admin = KubeClient.for_kubeconfig(control_plane.kubeconfig)
-    admin.create(endpoint_slice(namespace, fake_pod))
+    ready_pod(admin, namespace, fake_pod)
     admin.create(
         {
             "apiVersion": "gantry.dev/v1alpha1",

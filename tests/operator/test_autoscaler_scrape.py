@@ -1,10 +1,11 @@
-"""Scrape targets from EndpointSlices, and concurrent scrapes over real HTTP."""
+"""Scrape targets from Ready pods, and concurrent scrapes over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -14,33 +15,24 @@ from gantry.autoscaler.scrape import PodTarget, ready_targets, scrape
 CAPTURE = (Path(__file__).parent / "data" / "autoscaler_triton_metrics.txt").read_text()
 
 
-def test_ready_targets_only_ready_endpoints() -> None:
-    slices = [
-        {
-            "endpoints": [
-                {
-                    "addresses": ["10.0.0.2"],
-                    "conditions": {"ready": True},
-                    "targetRef": {"name": "b"},
-                },
-                {"addresses": ["10.0.0.1"], "conditions": {}, "targetRef": {"name": "a"}},
-                {
-                    "addresses": ["10.0.0.3"],
-                    "conditions": {"ready": False},
-                    "targetRef": {"name": "c"},
-                },
-                {
-                    "addresses": ["10.0.0.4"],
-                    "conditions": {"ready": True, "terminating": True},
-                    "targetRef": {"name": "d"},
-                },
-                {"addresses": [], "conditions": {"ready": True}},
-            ]
-        },
-        {"endpoints": None},
-        {"endpoints": [{"addresses": ["10.0.0.2"], "targetRef": {"name": "b"}}]},
+def pod(name: str, ip: str | None, ready: str | None, **meta: Any) -> dict[str, Any]:
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready}]
+    status: dict[str, Any] = {"conditions": conditions}
+    if ip:
+        status["podIP"] = ip
+    return {"metadata": {"name": name, **meta}, "status": status}
+
+
+def test_ready_targets_only_ready_pods() -> None:
+    pods = [
+        pod("b", "10.0.0.2", "True"),
+        pod("a", "10.0.0.1", "True"),
+        pod("c", "10.0.0.3", "False"),
+        pod("d", "10.0.0.4", "True", deletionTimestamp="2026-01-01T00:00:00Z"),
+        pod("e", None, "True"),
+        pod("f", "10.0.0.6", None),
     ]
-    assert ready_targets(slices) == [PodTarget("a", "10.0.0.1"), PodTarget("b", "10.0.0.2")]
+    assert ready_targets(pods) == [PodTarget("a", "10.0.0.1"), PodTarget("b", "10.0.0.2")]
     assert PodTarget("x", "fd00::1").url() == "http://[fd00::1]:8002/metrics"
 
 

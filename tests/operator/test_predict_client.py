@@ -79,8 +79,8 @@ def test_classifier_outputs_show_top_k_with_labels() -> None:
 
 
 class FakeKube:
-    def __init__(self, isvc: dict[str, Any] | None, slices: list[dict[str, Any]]) -> None:
-        self.isvc, self.slices = isvc, slices
+    def __init__(self, isvc: dict[str, Any] | None, pods: list[dict[str, Any]]) -> None:
+        self.isvc, self.pods = isvc, pods
         self.selectors: list[str | None] = []
 
     def get(self, api_version: str, plural: str, name: str, namespace: str) -> Any:
@@ -90,16 +90,15 @@ class FakeKube:
         self, api_version: str, plural: str, namespace: str, *, label_selector: str | None = None
     ) -> Any:
         self.selectors.append(label_selector)
-        return self.slices
+        return self.pods
 
 
-SLICE = {
-    "ports": [{"name": "grpc", "port": 8001}, {"name": "http", "port": 8000}],
-    "endpoints": [
-        {"addresses": ["127.0.1.4"], "conditions": {"ready": False}},
-        {"addresses": ["127.0.1.5"], "conditions": {"ready": True}},
-    ],
-}
+def pod(name: str, ip: str, ready: bool) -> dict[str, Any]:
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": {"name": name}, "status": {"podIP": ip, "conditions": [condition]}}
+
+
+PODS = [pod("digits-triton-b", "127.0.1.4", ready=False), pod("digits-triton-c", "127.0.1.5", True)]
 ISVC = {
     "status": {
         "phase": "Ready",
@@ -110,16 +109,16 @@ ISVC = {
 
 
 def test_service_name_resolves_to_dns_in_cluster() -> None:
-    target = resolve_target(FakeKube(ISVC, [SLICE]), "digits", "ml", resolves=lambda host: True)
+    target = resolve_target(FakeKube(ISVC, PODS), "digits", "ml", resolves=lambda host: True)
     assert target.url == "digits.ml.svc:8001"
     assert target.labels == ("zero", "one")
 
 
 def test_service_name_falls_back_to_a_ready_pod_ip() -> None:
-    kube = FakeKube(ISVC, [SLICE])
+    kube = FakeKube(ISVC, PODS)
     target = resolve_target(kube, "digits", "ml", resolves=lambda host: False)
     assert target.url == "127.0.1.5:8001"
-    assert kube.selectors == ["kubernetes.io/service-name=digits-headless"]
+    assert kube.selectors == ["gantry.dev/inferenceservice=digits"]
 
 
 def test_unready_or_missing_service_is_explained() -> None:
@@ -128,7 +127,7 @@ def test_unready_or_missing_service_is_explained() -> None:
         resolve_target(FakeKube(waiting, []), "digits", "ml", resolves=lambda h: False)
     with pytest.raises(PredictError, match="not found in namespace 'ml'"):
         resolve_target(FakeKube(None, []), "digits", "ml")
-    assert ready_pod_address([{"endpoints": [{"addresses": []}]}]) is None
+    assert ready_pod_address([{"metadata": {"name": "p"}, "status": {}}]) is None
 
 
 def test_command_reports_unreachable_servers_cleanly(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from gantry.autoscaler.collector import ServiceCollector
 from gantry.autoscaler.decision import Decision, Observation, Policy, Recommendation, decide
 from gantry.autoscaler.rates import ServiceMetrics
 from gantry.autoscaler.scrape import PodTarget, ScrapeResult, ready_targets, scrape
-from gantry.inferenceservice.names import deployment_name, headless_name
+from gantry.inferenceservice.names import deployment_name, selector_string
 from gantry.k8s.conditions import now_rfc3339
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 ISVC = ("gantry.dev/v1alpha1", "inferenceservices")
 DEPLOYMENT = ("apps/v1", "deployments")
-SLICES = ("discovery.k8s.io/v1", "endpointslices")
+PODS = ("v1", "pods")
 OBJECTS_RESYNC_SECONDS = 60.0
 
 
@@ -193,13 +193,10 @@ class ServiceAutoscaler:
             return RoundResult()
         await self._sync_objects(isvc, spec)
 
-        slices = await self._call(
-            self.kube.list,
-            *SLICES,
-            self.namespace,
-            label_selector=f"kubernetes.io/service-name={headless_name(self.name)}",
+        pods = await self._call(
+            self.kube.list, *PODS, self.namespace, label_selector=selector_string(self.name)
         )
-        targets = ready_targets(slices)
+        targets = ready_targets(pods)
         scraped = await self.scraper(targets, self.name)
         if scraped.failures:
             _on_scrape_failures(len(scraped.failures))

@@ -1,8 +1,11 @@
 """Find the Ready Triton pods of a service and fetch their `/metrics`, all at once.
 
-Targets come from the EndpointSlices of `<name>-headless` (label
-`kubernetes.io/service-name`): only endpoints whose `ready` condition is true, which is
-exactly the set of pods that receive traffic. Each pod is scraped on its pod IP with a
+Targets are the pods the headless Service `<name>-headless` selects whose `Ready`
+condition is True and that are not terminating: exactly the pods the EndpointSlice
+controller lists as ready endpoints, i.e. the pods that receive traffic. They are read
+from the pods themselves, not from EndpointSlices: the API server rejects endpoint
+addresses in 127.0.0.0/8, so where pods live on loopback addresses (the dev cluster)
+the slices stay empty while the pods serve. Each pod is scraped on its pod IP with a
 bounded timeout; one slow or broken pod is reported as failed and never delays or
 poisons the others.
 """
@@ -37,21 +40,26 @@ class PodTarget:
         return f"http://{host}:{port}/metrics"
 
 
-def ready_targets(slices: Iterable[Mapping[str, Any]]) -> list[PodTarget]:
-    """Ready endpoints of EndpointSlices, one per pod, sorted by pod name (pure)."""
-    found: dict[str, PodTarget] = {}
-    for eps in slices:
-        for endpoint in eps.get("endpoints") or []:
-            conditions = endpoint.get("conditions") or {}
-            # The API treats a missing `ready` as ready; terminating endpoints are not.
-            if conditions.get("ready") is False or conditions.get("terminating") is True:
-                continue
-            addresses = endpoint.get("addresses") or []
-            if not addresses:
-                continue
-            ref = endpoint.get("targetRef") or {}
-            pod = str(ref.get("name") or addresses[0])
-            found.setdefault(pod, PodTarget(pod=pod, ip=str(addresses[0])))
+def is_ready_pod(pod: Mapping[str, Any]) -> bool:
+    """Ready condition True, a pod IP, not terminating: a ready endpoint (pure)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp") or not status.get("podIP"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def ready_targets(pods: Iterable[Mapping[str, Any]]) -> list[PodTarget]:
+    """The ready pods among `pods`, sorted by pod name (pure)."""
+    found = {
+        str(pod["metadata"]["name"]): PodTarget(
+            pod=str(pod["metadata"]["name"]), ip=str(pod["status"]["podIP"])
+        )
+        for pod in pods
+        if is_ready_pod(pod)
+    }
     return [found[name] for name in sorted(found)]
 
 

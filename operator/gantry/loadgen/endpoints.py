@@ -8,8 +8,8 @@ How already-running clients reach a replica that was just added:
   share without reconnecting (a ClusterIP Service balances *connections*, and a
   long-lived gRPC connection stays pinned to the pod it first reached);
 - the dev cluster has no cluster DNS on the host, so the load generator does the same by
-  hand: it re-reads the EndpointSlices of `<name>-headless` every second and spreads
-  requests round-robin over the Ready pod IPs, one channel per pod.
+  hand: it re-reads the Ready Triton pods (what `<name>-headless` selects) every second
+  and spreads requests round-robin over their pod IPs, one channel per pod.
 
 Either way the share of requests each pod received is measured and reported.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gantry.autoscaler.scrape import ready_targets
-from gantry.inferenceservice.names import GRPC_PORT, deployment_name, headless_name
+from gantry.inferenceservice.names import GRPC_PORT, deployment_name, selector_string
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,10 @@ class ServiceEndpoints:
         self.namespace = namespace
 
     async def refresh(self) -> list[Endpoint]:
-        slices = await asyncio.to_thread(
-            self.kube.list,
-            "discovery.k8s.io/v1",
-            "endpointslices",
-            self.namespace,
-            label_selector=f"kubernetes.io/service-name={headless_name(self.name)}",
+        pods = await asyncio.to_thread(
+            self.kube.list, "v1", "pods", self.namespace, label_selector=selector_string(self.name)
         )
-        return [Endpoint(t.pod, f"{t.ip}:{GRPC_PORT}") for t in ready_targets(slices)]
+        return [Endpoint(t.pod, f"{t.ip}:{GRPC_PORT}") for t in ready_targets(pods)]
 
     async def replicas(self) -> int | None:
         """The Deployment's desired replicas (what the autoscaler set)."""

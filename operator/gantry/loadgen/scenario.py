@@ -6,7 +6,7 @@ InferenceService, Deployment `<name>-triton` with pods labelled
 `gantry.dev/inferenceservice=<name>` serving gRPC/HTTP/metrics on 8001/8000/8002 of the
 pod IP, and the headless Service `<name>-headless`), so it does not need that
 reconciler, and runs `ServiceAutoscaler` rounds in-process at a short interval while
-`LoadRunner` sends the profile's load through the headless Service's EndpointSlices.
+`LoadRunner` sends the profile's load to the Ready pods the headless Service selects.
 
 The model is a Triton Python-backend model with a fixed service time (it sleeps), so the
 capacity of one replica is known (≈ 1000 / service_ms requests per second per model
