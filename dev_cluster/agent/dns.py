@@ -13,6 +13,11 @@ from .podstatus import is_ready
 Obj = dict[str, Any]
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    """A Service's equality-based selector matches these pod labels."""
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 class HostsWriter:
     def __init__(
         self,
@@ -30,10 +35,12 @@ class HostsWriter:
 
     def records(self) -> list[tuple[str, str, str]]:
         addresses: dict[tuple[str, str], PodAddress] = {}
+        labels: dict[tuple[str, str], dict[str, str]] = {}
         for pod in self.pods.items():
             addr = pod_address(pod, is_ready(pod) and not pod["metadata"].get("deletionTimestamp"))
             if addr is not None:
                 addresses[(addr.namespace, addr.name)] = addr
+                labels[(addr.namespace, addr.name)] = pod["metadata"].get("labels") or {}
         endpoints: dict[tuple[str, str], list[PodAddress]] = {}
         for s in self.slices.items():
             meta = s["metadata"]
@@ -57,6 +64,20 @@ class HostsWriter:
                             "",
                         )
                     )
+        # A Service with a selector resolves to the pods it selects, read from the pods
+        # themselves: where pod IPs are loopback addresses EndpointSlices refuse them (see
+        # `ips`), and service names must work inside pods all the same.
+        for svc in self.services.items():
+            meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if not selector:
+                continue
+            ns = str(meta.get("namespace") or "default")
+            endpoints[(ns, str(meta.get("name")))] = [
+                addr
+                for key, addr in addresses.items()
+                if key[0] == ns and selects(selector, labels[key])
+            ]
         return service_records(self.services.items(), endpoints, list(addresses.values()))
 
     def render(self, viewer: PodAddress) -> str:

@@ -470,3 +470,39 @@ def test_sidecars_are_init_containers_that_always_restart() -> None:
 
     assert is_sidecar({"name": "proxy", "restartPolicy": "Always"})
     assert not is_sidecar({"name": "seed"})
+
+
+def test_service_names_resolve_to_selected_ready_pods_without_endpoint_slices(
+    tmp_path: Path,
+) -> None:
+    """Loopback pod IPs never reach an EndpointSlice; the hosts files read the pods."""
+    from dev_cluster.agent import api
+    from dev_cluster.agent.dns import HostsWriter
+    from dev_cluster.agent.informer import Informer
+
+    def informer(resource: api.Resource, *objects: dict[str, object]) -> Informer:
+        made = Informer(None, resource)  # type: ignore[arg-type]  # a filled cache, no API
+        for obj in objects:
+            made.upsert(obj)
+        return made
+
+    pods = informer(
+        api.PODS,
+        _ready_pod("web-1", "127.0.1.5", True, {"app": "web"}),
+        _ready_pod("web-2", "127.0.1.6", False, {"app": "web"}),
+        _ready_pod("other", "127.0.1.7", True, {"app": "other"}),
+    )
+    web = {"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.9"}}  # fmt: skip
+    headless = {"metadata": {"name": "all", "namespace": "default"}, "spec": {"selector": {"app": "web"}, "clusterIP": "None", "publishNotReadyAddresses": True}}  # fmt: skip
+    writer = HostsWriter(
+        informer(api.SERVICES, web, headless),
+        informer(api.ENDPOINTSLICES),
+        pods,
+        list,
+        tmp_path / "hosts",
+    )
+    assert sorted(writer.records()) == [
+        ("127.0.1.5", "all.default", "default"),
+        ("127.0.1.5", "web.default", "default"),
+        ("127.0.1.6", "all.default", "default"),
+    ]
