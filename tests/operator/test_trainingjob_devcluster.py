@@ -1,8 +1,10 @@
 """TrainingJobs end to end on the dev cluster: real torchrun workers as local processes.
 
-One dev cluster and one in-process operator serve the whole module; every scenario's
-TrainingJob is submitted up front so they run side by side, and a recorder thread keeps
-each job's status history (to see progress reported *during* the run).
+One dev cluster serves the whole module, with the operator installed by the chart (its
+Deployment's pod, under the chart's RBAC); every scenario's TrainingJob is submitted up
+front so they run side by side, and a recorder thread keeps each job's status history (to
+see progress reported *during* the run). Workers report progress in-cluster, as their
+trainer ServiceAccount.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Recorder:
     """Polls every scenario's TrainingJob and keeps each distinct status it saw."""
 
     client: KubeClient
+    operator_logs: Callable[[], str]
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -112,7 +115,19 @@ class Recorder:
                     return status
             time.sleep(0.3)
         last = (self.history.get(name) or [{}])[-1]
-        raise AssertionError(f"{name}: condition not met within {timeout:g}s; last status {last}")
+        raise AssertionError(
+            f"{name}: condition not met within {timeout:g}s; last status {last}\n"
+            f"{self.operator_logs()}"
+        )
+
+
+def operator_view(cluster: Any, client: KubeClient) -> str:
+    """The operator's log tail and the events of its namespace (restarts, probes)."""
+    events = [
+        f"{e.get('reason')}: {e['involvedObject'].get('name')}: {e.get('message')}"
+        for e in client.list("v1", "events", "gantry-system")
+    ]
+    return "operator log:\n" + cluster.operator_logs() + "\nevents:\n" + "\n".join(events)
 
 
 @dataclass
@@ -125,19 +140,12 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from gantry.controller.testing import run_operator_in_thread
-
     state = tmp_path_factory.mktemp("devcluster")
-    with (
-        cluster_mod.DevCluster(state, operator=False) as cluster,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("GANTRY_API_URL", cluster.url)  # pods report progress over plain HTTP
-        client = KubeClient.for_url(cluster.url)
+    with cluster_mod.DevCluster(state, operator=True) as cluster:
+        client = KubeClient.for_kubeconfig(cluster.kubeconfig)
         for name in ("models", "ckpt-digits", "ckpt-resume", "ckpt-killed"):
             client.create(claim(name))
-        operator = run_operator_in_thread(str(cluster.kubeconfig))
-        recorder = Recorder(client)
+        recorder = Recorder(client, lambda: operator_view(cluster, client))
         poller = threading.Thread(target=recorder.run, daemon=True)
         poller.start()
         try:
@@ -149,7 +157,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             poller.join(5)
             for name in SCENARIOS:
                 client.delete(API, PLURAL, name, NS)
-            operator.stop()
             client.close()
 
 
@@ -281,7 +288,10 @@ def _poll(
         if test(status):
             return status
         time.sleep(0.3)
-    raise AssertionError(f"{name}: condition not met within {timeout:g}s; last status {status}")
+    raise AssertionError(
+        f"{name}: condition not met within {timeout:g}s; last status {status}\n"
+        f"operator log:\n{env.cluster.operator_logs()}"
+    )
 
 
 def test_killing_a_worker_process_resumes_from_the_checkpoint(env: Env) -> None:
