@@ -349,7 +349,16 @@ def test_verbs_a_rule_leaves_out_are_denied(admin_api: ApiClient, installed: Ins
 
 def test_namespaces_not_watched_are_out_of_reach(admin_api: ApiClient, installed: Install) -> None:
     if installed.clusterwide:
-        pytest.skip("the whole cluster is watched in this mode")
+        # watching the whole cluster: every namespace, including one created later, is in reach
+        cluster_rules, _ = rbac.grants(clusterwide=True, peering=installed.peering)
+        reach: list[Check] = [
+            (verb, rule.api_group, rule.resource, installed.elsewhere)
+            for rule in cluster_rules
+            if rule.scope == "namespace"
+            for verb in rule.verbs
+        ]
+        assert refused(admin_api, installed.operator, reach, want=True) == []
+        return
     _, namespace_rules = rbac.grants(clusterwide=False, peering=installed.peering)
     checks: list[Check] = [
         (verb, rule.api_group, rule.resource, ns)
