@@ -23,23 +23,32 @@ from gantry.controller.settings import (
 log = logging.getLogger("gantry.controller")
 
 
-def _port_free(host: str, port: int) -> bool:
+def _bind_error(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound here (in use, address not on this host), or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as err:
+            return err.strerror or str(err)
+    return None
+
+
+def _port_free(host: str, port: int) -> bool:
+    return _bind_error(host, port) is None
 
 
 def _usable_liveness(url: str | None) -> str | None:
-    """The liveness URL, or None (with a warning) when its port is taken on this host."""
+    """The liveness URL, or None (with a warning) when it cannot be served here."""
     if not url:
         return None
     parsed = urlparse(url)
-    if parsed.port and not _port_free(parsed.hostname or "0.0.0.0", parsed.port):
-        log.warning("liveness port %d is in use: health endpoint disabled", parsed.port)
+    host = parsed.hostname or "0.0.0.0"
+    why = _bind_error(host, parsed.port) if parsed.port else None
+    if why:
+        log.warning(
+            "cannot serve liveness on %s:%d (%s): health endpoint disabled", host, parsed.port, why
+        )
         return None
     return url
 
