@@ -1,7 +1,8 @@
 """InferenceServices end to end on the dev cluster: operator, optimize Jobs, real Triton.
 
-One cluster (with the operator as a subprocess) serves every test in this module; the
-tests run in order: serve → predict → roll a new model under load → failures → scale.
+One cluster serves every test in this module, with the operator installed by the chart
+(its Deployment's pod, under the chart's RBAC); the tests run in order: serve → predict →
+an unchanged service is left alone → roll a new model under load → failures → scale.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +42,7 @@ from gantry.predict import predict, predict_command, ready_pod_address  # noqa: 
 
 T = TypeVar("T")
 NS = "default"
+KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 API = "gantry.dev/v1alpha1"
 ISVC = "inferenceservices"
 
@@ -109,31 +112,13 @@ def reference(directory: Path, batch: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    state = tmp_path_factory.mktemp("isvc-dev")
-    saved = dict(os.environ)
-    os.environ.update(
-        {
-            "GANTRY_TRITON_BACKENDS": "python",
-            "GANTRY_ISVC_RESYNC_SECONDS": "1",
-            "GANTRY_METRICS_PORT": "0",
-            "GANTRY_LIVENESS": "",
-        }
-    )
-    try:
-        dev = DevCluster(state, operator=True, backoff_base=1.0)
-        dev.start(timeout=90)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    try:
+    with DevCluster(tmp_path_factory.mktemp("isvc-dev"), operator=True, backoff_base=1.0) as dev:
         yield dev
-    finally:
-        dev.stop()
 
 
 @pytest.fixture(scope="module")
 def kube(cluster: DevCluster) -> Iterator[KubeClient]:
-    client = KubeClient.for_url(cluster.url)
+    client = KubeClient.for_kubeconfig(cluster.kubeconfig)
     yield client
     client.close()
 
@@ -181,11 +166,8 @@ def debug_view(cluster: DevCluster, kube: KubeClient) -> Callable[[], str]:
                     except ApiError as err:
                         log = str(err)
                     lines.append(f"  {container['name']}: {log}")
-        operator_log = cluster.state_dir / "operator.log"
-        if operator_log.exists():
-            tail = operator_log.read_text(errors="replace").splitlines()
-            lines.append("operator log (tail):")
-            lines.extend([line for line in tail if "succeeded." not in line][-30:])
+        lines.append("operator log (tail):")
+        lines.append(cluster.operator_logs())
         return "\n".join(lines)
 
     return view
@@ -214,13 +196,10 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def pod_target(kube: KubeClient, name: str) -> str | None:
-    slices = kube.list(
-        "discovery.k8s.io/v1",
-        "endpointslices",
-        NS,
-        label_selector=f"kubernetes.io/service-name={name}-headless",
-    )
-    return ready_pod_address(slices)
+    """gRPC host:port of a Ready Triton pod (pod IPs are loopback addresses here, which
+    EndpointSlices cannot carry)."""
+    pods = kube.list("v1", "pods", NS, label_selector=f"gantry.dev/inferenceservice={name}")
+    return ready_pod_address(pods)
 
 
 def ready_version(kube: KubeClient, name: str, version: int) -> dict[str, Any] | None:
@@ -271,6 +250,63 @@ def test_cpu_service_becomes_ready_and_matches_onnxruntime(
     np.testing.assert_allclose(
         single["logits"], reference(exports / "digits" / "v1", batch[:1]), atol=1e-5
     )
+
+
+def apiserver_requests(cluster: DevCluster, verb: str, resource: str) -> int:
+    """kube-apiserver's own count of `verb` requests on `resource` (all codes, scopes)."""
+    metrics = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(cluster.kubeconfig), "get", "--raw", "/metrics"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    total = 0
+    for line in metrics.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if labels.get("verb") == verb and labels.get("resource") == resource:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def test_unchanged_service_is_left_alone(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    """At rest the operator reconciles every second and finds nothing to change: the API
+    server's defaults and canonical quantities do not read as differences, so no
+    Deployment PATCH is sent and no Triton pod is replaced or restarted."""
+    wait_for(
+        lambda: ready_version(kube, "digits", 1), "digits Ready", 90, debug_view(cluster, kube)
+    )
+
+    def triton_pods() -> list[tuple[str, int]]:
+        pods = kube.list("v1", "pods", NS, label_selector="gantry.dev/inferenceservice=digits")
+        return sorted(
+            (p["metadata"]["uid"], sum(c["restartCount"] for c in p["status"]["containerStatuses"]))
+            for p in pods
+        )
+
+    deployment = kube.get("apps/v1", "deployments", "digits-triton", NS)
+    assert deployment is not None
+    pods_before = triton_pods()
+    patches_before = apiserver_requests(cluster, "PATCH", "deployments")
+    reads_before = apiserver_requests(cluster, "GET", "inferenceservices")
+    # Enough reads of the service for the operator to have reconciled it several times.
+    wait_for(
+        lambda: apiserver_requests(cluster, "GET", "inferenceservices") >= reads_before + 15,
+        "several reconcile passes",
+        120,
+        debug_view(cluster, kube),
+    )
+    assert apiserver_requests(cluster, "PATCH", "deployments") == patches_before, (
+        cluster.operator_logs()
+    )
+    after = kube.get("apps/v1", "deployments", "digits-triton", NS)
+    assert after is not None
+    assert after["metadata"]["generation"] == deployment["metadata"]["generation"]
+    assert triton_pods() == pods_before and all(n == 0 for _, n in pods_before)
 
 
 class SteadyLoad:
@@ -429,8 +465,13 @@ def test_bad_inputs_end_in_clear_conditions(
 def test_operator_keeps_running_and_scales_with_a_pdb(
     cluster: DevCluster, kube: KubeClient, exports: Path
 ) -> None:
-    assert cluster.operator_pid is not None
-    os.kill(cluster.operator_pid, 0)  # still alive after every failure above
+    # still the first run of the operator's container after every failure above
+    operators = kube.list(
+        "v1", "pods", "gantry-system", label_selector="app.kubernetes.io/component=operator"
+    )
+    assert len(operators) == 1, [p["metadata"]["name"] for p in operators]
+    statuses = operators[0]["status"]["containerStatuses"]
+    assert [c["restartCount"] for c in statuses] == [0], cluster.operator_logs()
     kube.patch(API, ISVC, "digits", NS, {"spec": {"replicas": 2}})
 
     def scaled() -> dict[str, Any] | None:
