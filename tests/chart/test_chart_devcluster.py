@@ -1,10 +1,12 @@
-"""The chart proven by running it: its manifests on the dev cluster run the operator, which
-reconciles a TrainingJob.
+"""The chart proven by running it: `helm upgrade --install` on the dev cluster (what
+`DevCluster(operator=True)` does) runs the operator from the chart's own Deployment
+(command, args, env, the mounted ConfigMap), as the chart's ServiceAccount under the
+chart's RBAC, in-cluster over HTTPS; the operator reconciles a TrainingJob.
 
-The node agent runs the operator pod from the chart's own Deployment (command, args, env,
-the mounted ConfigMap); `python` maps to the project's virtual environment. The one value
-set for the dev cluster is KUBECONFIG: its API server speaks plain HTTP, which in-cluster
-configuration (always HTTPS) cannot reach.
+One dev cluster per mode: namespaced (one replica, Roles in the watched namespace) and
+clusterwide-ha (two replicas meeting in a ClusterKopfPeering). The peering CRDs are
+applied with Gantry's CRDs when the cluster starts (the dev values leave CRDs out of the
+chart), so the chart's post-install hook finds its kind served.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,11 +23,14 @@ import pytest
 import yaml
 from chart_testkit import CHART, ROOT, documents, helm_binary
 
+from tests.conftest import wait_for
+
 pytestmark = pytest.mark.slow
 
 T = TypeVar("T")
 TRAINER_IMAGE = "ghcr.io/gantry-dev/gantry-trainer:chart-test"
 KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+NS = "default"
 
 
 def _missing() -> str | None:
@@ -41,45 +45,61 @@ def _missing() -> str | None:
     return None
 
 
-def wait_for(
-    what: str,
-    probe: Callable[[], T | None],
-    timeout: float = 120,
-    diagnose: Callable[[], str] = lambda: "",
-) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{diagnose()}")
+MODES: dict[str, dict[str, Any]] = {
+    # One replica watching a namespace list: per-namespace Roles, kopf in namespaced mode.
+    "namespaced": {"clusterWide": False, "config": {"watchNamespaces": [NS]}},
+    # Two replicas watching the whole cluster: kopf peering through a ClusterKopfPeering.
+    "clusterwide-ha": {"clusterWide": True, "replicaCount": 2},
+}
 
 
-def operator_logs(cluster: Any) -> str:
-    """The last lines each operator container wrote (the dev node keeps them as files)."""
-    lines = []
-    for path in sorted(Path(cluster.state_dir).glob("logs/gantry-system/*/operator/*.log")):
-        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        lines += [f"--- {path.parent.parent.name}", *tail]
-    return "\n".join(lines)
+def crd_dir(directory: Path) -> Path:
+    """Gantry's CRDs and kopf's peering CRDs, for the dev cluster to establish at start."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in [
+        *(ROOT / "crds").glob("*.yaml"),
+        *(CHART / "files" / "peering-crds").glob("*.yaml"),
+    ]:
+        shutil.copy(path, directory / path.name)
+    return directory
 
 
-@pytest.fixture
-def cluster() -> Iterator[Any]:
+@dataclass
+class Installed:
+    cluster: Any  # a running DevCluster
+    mode: str
+
+    def wait(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
+        """`wait_for`, failing with the operator's log tail."""
+        try:
+            return wait_for(probe, timeout, what)
+        except pytest.fail.Exception as err:
+            pytest.fail(f"{err}\noperator log:\n{self.cluster.operator_logs()}")
+
+
+@pytest.fixture(scope="module", params=sorted(MODES))
+def installed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    """A dev cluster with the chart installed in one mode (one cluster per mode)."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
     from dev_cluster.cluster import DevCluster
 
-    state = Path(tempfile.mkdtemp(prefix="gantry-chart-"))
-    dev = DevCluster(state, operator=False, backoff_base=0.5)
-    try:
-        dev.start()
-        yield dev
-    finally:
-        dev.stop()
-        shutil.rmtree(state, ignore_errors=True)
+    mode: str = request.param
+    state = tmp_path_factory.mktemp(f"chart-{mode}")
+    values = {**MODES[mode]}
+    values["config"] = {**values.get("config", {}), "trainerImage": TRAINER_IMAGE}
+    dev = DevCluster(
+        state / "cluster",
+        operator=True,
+        backoff_base=0.5,
+        crd_dir=crd_dir(state / "crds"),
+        operator_values=values,
+    )
+    with dev:
+        yield Installed(dev, mode)
 
 
 def kubectl(cluster: Any, *args: str, stdin: str | None = None) -> str:
@@ -95,47 +115,6 @@ def kubectl(cluster: Any, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
-MODES: dict[str, dict[str, Any]] = {
-    # One replica watching a namespace list: per-namespace Roles, kopf in namespaced mode.
-    "namespaced": {"config": {"watchNamespaces": ["ml"]}},
-    # Two replicas watching the whole cluster: kopf peering through a ClusterKopfPeering.
-    "clusterwide-ha": {"replicaCount": 2},
-}
-
-
-def render(cluster: Any, mode: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(manifests, post-install hooks) of the chart for this dev cluster."""
-    values: dict[str, Any] = {
-        "extraEnv": [
-            {"name": "KUBECONFIG", "value": str(cluster.kubeconfig)},
-            {"name": "GANTRY_API_URL", "value": cluster.url},
-        ],
-        **MODES[mode],
-    }
-    values["config"] = {
-        **values.get("config", {}),
-        "tritonBackends": ["python"],
-        "trainerImage": TRAINER_IMAGE,
-    }
-    values_file = Path(cluster.state_dir) / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values), encoding="utf-8")
-    binary = helm_binary()
-    assert binary is not None
-    result = subprocess.run(
-        [binary, "template", "gantry", str(CHART), "-n", "gantry-system", "-f", str(values_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    docs = documents(result.stdout)
-
-    def is_hook(doc: dict[str, Any]) -> bool:
-        return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
-
-    return [d for d in docs if not is_hook(d)], [d for d in docs if is_hook(d)]
-
-
 def training_job() -> str:
     docs = documents((ROOT / "examples" / "trainingjob-digits.yaml").read_text(encoding="utf-8"))
     for doc in docs:
@@ -144,22 +123,14 @@ def training_job() -> str:
     return yaml.safe_dump_all(docs)
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_chart_runs_the_operator_which_reconciles_a_training_job(cluster: Any, mode: str) -> None:
+def test_chart_runs_the_operator_which_reconciles_a_training_job(installed: Installed) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(cluster.api_client())
-    batch = client.BatchV1Api(cluster.api_client())
-    custom = client.CustomObjectsApi(cluster.api_client())
-    manifests, hooks = render(cluster, mode)
-    replicas = MODES[mode].get("replicaCount", 1)
-    kubectl(cluster, "create", "namespace", "gantry-system")
-    kubectl(cluster, "create", "namespace", "ml")
-    kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
-    if hooks:  # what helm does after install: the peering objects, once their CRDs serve
-        for crd in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
-            kubectl(cluster, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-        kubectl(cluster, "apply", "-f", "-", stdin=yaml.safe_dump_all(hooks))
+    cluster = installed.cluster
+    api = cluster.api_client()
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    replicas = MODES[installed.mode].get("replicaCount", 1)
 
     def operators_ready() -> list[Any] | None:
         pods = core.list_namespaced_pod(
@@ -172,11 +143,15 @@ def test_chart_runs_the_operator_which_reconciles_a_training_job(cluster: Any, m
         ]
         return ready if len(ready) == replicas else None
 
-    pods = wait_for("the operator pods to be Ready (kopf health endpoint)", operators_ready)
+    pods = installed.wait(
+        operators_ready, 120, "the operator pods to be Ready (kopf health endpoint)"
+    )
     for pod in pods:
         (container,) = pod.spec.containers
         assert container.command == ["python", "-m", "gantry.controller"]
         assert pod.spec.service_account_name == "gantry"
+        assert pod.spec.automount_service_account_token is not False
+        assert not [e for e in container.env or [] if e.name == "KUBECONFIG"]
 
     if replicas > 1:
 
@@ -188,40 +163,29 @@ def test_chart_runs_the_operator_which_reconciles_a_training_job(cluster: Any, m
             return names if len(names) == replicas else None
 
         # Both replicas announce themselves in the peering (POD_ID = pod name).
-        assert wait_for(
-            "both replicas in the peering", peers, diagnose=lambda: operator_logs(cluster)
-        ) == {p.metadata.name for p in pods}
+        assert installed.wait(peers, 120, "both replicas in the peering") == {
+            p.metadata.name for p in pods
+        }
 
-    kubectl(cluster, "-n", "ml", "apply", "-f", "-", stdin=training_job())
-
-    equal_priorities = "Pausing all operators, including self"
+    kubectl(cluster, "-n", NS, "apply", "-f", "-", stdin=training_job())
 
     def worker_job() -> Any:
-        jobs = batch.list_namespaced_job("ml", label_selector="gantry.dev/trainingjob=digits-cnn")
-        if jobs.items:
-            return jobs.items[0]
-        if replicas > 1 and equal_priorities in operator_logs(cluster):
-            pytest.xfail(
-                "kopf pauses every replica when peers share a priority: the operator must "
-                "give each replica its own peering priority"
-            )
-        return None
+        jobs = batch.list_namespaced_job(NS, label_selector="gantry.dev/trainingjob=digits-cnn")
+        return jobs.items[0] if jobs.items else None
 
-    job = wait_for(
-        "the TrainingJob's worker Job", worker_job, diagnose=lambda: operator_logs(cluster)
-    )
+    job = installed.wait(worker_job, 120, "the TrainingJob's worker Job")
     assert job.metadata.owner_references[0].kind == "TrainingJob"
     # The image comes from the chart's ConfigMap: the operator read its mounted configuration.
     assert {c.image for c in job.spec.template.spec.containers} == {TRAINER_IMAGE}
 
     def phase() -> str | None:
         tj = custom.get_namespaced_custom_object(
-            "gantry.dev", "v1alpha1", "ml", "trainingjobs", "digits-cnn"
+            "gantry.dev", "v1alpha1", NS, "trainingjobs", "digits-cnn"
         )
         current = (tj.get("status") or {}).get("phase")
         return current if current in {"Running", "Succeeded"} else None
 
-    assert wait_for("the TrainingJob to run", phase, diagnose=lambda: operator_logs(cluster)) in {
+    assert installed.wait(phase, 180, "the TrainingJob to run") in {
         "Running",
         "Succeeded",
     }
