@@ -64,8 +64,14 @@ def pod(
     finished: str | None = None,
     deleted: str | None = None,
     unschedulable: str | None = None,
+    waiting: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": phase}
+    if waiting is not None:
+        reason, why = waiting
+        status["containerStatuses"] = [
+            {"name": "worker", "state": {"waiting": {"reason": reason, "message": why}}}
+        ]
     if exit_code is not None:
         terminated: dict[str, Any] = {"exitCode": exit_code, "finishedAt": finished or "T"}
         if message is not None:
@@ -341,3 +347,37 @@ def test_which_pod_deletions_count_as_lost_workers() -> None:
     deleting = job()
     deleting["metadata"]["deletionTimestamp"] = "T"
     assert lost_worker_note(running, deleting) is None
+
+
+@pytest.mark.parametrize(
+    ("reason", "why"),
+    [
+        ("ImagePullBackOff", 'Back-off pulling image "registry.invalid/trainer:1"'),
+        ("ErrImagePull", "pull access denied"),
+        ("CreateContainerConfigError", 'secret "s3-creds" not found'),
+    ],
+)
+def test_a_worker_that_cannot_start_is_explained_with_the_kubelets_reason(
+    reason: str, why: str
+) -> None:
+    body = tj(running_status(phase="Pending"))
+    plan = run(body, job(), pods=(pod(0, "Pending", waiting=(reason, why)), pod(1, "Pending")))
+    assert plan.status["phase"] == "Pending"
+    running = cond(plan, "Running")
+    assert running["status"] == "False" and running["reason"] == reason
+    assert why in running["message"] and "t-a1-0-x" in running["message"]
+    assert reasons(plan) == [reason]
+    again = run(tj(plan.status), job(), pods=(pod(0, "Pending", waiting=(reason, why)),))
+    assert again.events == []  # the Warning is sent once, not on every pass
+
+
+def test_a_container_that_is_merely_creating_is_not_a_stall() -> None:
+    plan = run(
+        tj(running_status(phase="Pending")),
+        job(),
+        pods=(pod(0, "Pending", waiting=("ContainerCreating", "")), pod(1, "Pending")),
+    )
+    assert plan.status["phase"] == "Pending"
+    running = get_condition(plan.status["conditions"], "Running")
+    assert running is None or running["reason"] != "ContainerCreating"
+    assert plan.events == []

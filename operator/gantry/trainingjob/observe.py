@@ -82,6 +82,48 @@ def unschedulable_message(pods: Sequence[Obj]) -> str | None:
     return None
 
 
+# Waiting reasons that will not resolve by themselves: the image cannot be pulled, or the
+# container's configuration (a missing Secret/ConfigMap key, a bad mount) is wrong.
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StuckWorker:
+    """A worker whose container cannot start, and the kubelet's reason for it."""
+
+    pod: str
+    reason: str
+    message: str
+
+
+def stuck_worker(pods: Sequence[Obj]) -> StuckWorker | None:
+    """The first worker pod whose container waits for something that will not come."""
+    for pod in pods:
+        if is_deleted(pod) or phase_of(pod) != "Pending":
+            continue
+        statuses = [
+            *((pod.get("status") or {}).get("initContainerStatuses") or []),
+            *((pod.get("status") or {}).get("containerStatuses") or []),
+        ]
+        for status in statuses:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason in STUCK_REASONS:
+                message = str(waiting.get("message") or reason)
+                return StuckWorker(_name(pod), reason, message)
+    return None
+
+
 @dataclass(frozen=True)
 class WorkerFailure:
     """Why an attempt failed: the worker that failed first and what happened to it."""

@@ -46,6 +46,7 @@ from gantry.trainingjob.observe import (
     is_deleted,
     parse_time,
     phase_of,
+    stuck_worker,
     terminated_state,
     unschedulable_message,
     worker_index,
@@ -333,6 +334,15 @@ def reconcile(
     if complete:
         return _succeed(b, spec, succeeded)
 
+    stuck = stuck_worker(pods)
+    if stuck is not None:
+        message = (
+            f"attempt {attempt}: worker {stuck.pod} cannot start: {stuck.reason}: {stuck.message}"
+        )
+        if _condition_reason(b.conditions, "Running") != stuck.reason:
+            b.event(stuck.reason, message, "Warning")
+        b.condition("Running", False, stuck.reason, message)
+        return b.finish(Phase.RESTARTING if attempt > 1 else Phase.PENDING, message)
     unschedulable = unschedulable_message(pods)
     if unschedulable is not None:
         if not condition_true({"status": {"conditions": b.conditions}}, "Scheduled") and (
