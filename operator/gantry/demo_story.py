@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ml"
 GROUP, VERSION = "gantry.dev", "v1alpha1"
+# Chart values for the demo's operator: Triton metrics every 2 s, so the load step's
+# scale-up shows within seconds.
+OPERATOR_VALUES: dict[str, Any] = {"config": {"scrapeIntervalSeconds": 2}}
 
 
 class DemoError(click.ClickException):
@@ -259,8 +261,9 @@ def run_story(*, with_load: bool = True) -> None:
 
     state = Path(tempfile.mkdtemp(prefix="gantry-demo-"))
     _say(f"Starting the embedded dev cluster (state in {state})")
-    os.environ.setdefault("GANTRY_SCRAPE_INTERVAL_SECONDS", "2")
-    with DevCluster(state, operator=True, backoff_base=2.0) as cluster:
+    with DevCluster(
+        state, operator=True, backoff_base=2.0, operator_values=OPERATOR_VALUES
+    ) as cluster:
         _info(f"API server {cluster.url}; kubeconfig {cluster.kubeconfig}")
         _info(f"try: kubectl --kubeconfig {cluster.kubeconfig} get tj,infsvc,pods -A")
         story = Story(cluster)

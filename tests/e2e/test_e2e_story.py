@@ -14,15 +14,16 @@ import pytest
 
 from dev_cluster.cluster import DevCluster
 from dev_cluster.local_triton import triton_available
-from gantry.demo_story import Story
+from gantry.demo_story import OPERATOR_VALUES, Story
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(not triton_available(), reason="local tritonserver not installed (make tools)")
-def test_train_serve_predict_and_autoscale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GANTRY_SCRAPE_INTERVAL_SECONDS", "2")
-    with DevCluster(tmp_path / "cluster", operator=True, backoff_base=2.0) as cluster:
+def test_train_serve_predict_and_autoscale(tmp_path: Path) -> None:
+    with DevCluster(
+        tmp_path / "cluster", operator=True, backoff_base=2.0, operator_values=OPERATOR_VALUES
+    ) as cluster:
         story = Story(cluster)
         job = story.train()
         assert job["status"]["attempts"] == 1
