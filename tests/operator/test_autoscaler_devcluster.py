@@ -64,7 +64,7 @@ async def test_load_step_scales_up_meets_the_target_and_scales_back(tmp_path: Pa
 
     repository = write_model(tmp_path / "repo", "steady", service_ms=50)
     async with DevCluster(tmp_path / "dev") as cluster:
-        kube = KubeClient.for_url(cluster.url)
+        kube = KubeClient.for_kubeconfig(cluster.kubeconfig)
         probe = manifests("probe", "default", repository, AUTOSCALING)[0]
         try:
             kube.create(probe)
