@@ -258,7 +258,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
         repository = write_model(Path(tmp) / "repo", "stepload", SERVICE_MS)
         with DevCluster(Path(tmp) / "dev") as cluster:
-            kube = KubeClient.for_url(cluster.url)
+            kube = KubeClient.for_kubeconfig(cluster.kubeconfig)
             result = asyncio.run(
                 run_scenario(
                     kube,
