@@ -122,6 +122,28 @@ class OperatorConfig(BaseModel):
         default_factory=lambda: PodResources(requests={"cpu": "1", "memory": "2Gi"}),
         description="Optimize Job resources (GPU limits follow the InferenceService).",
     )
+    triton_grpc_max_connection_age_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="Triton closes each gRPC connection (GOAWAY, in-flight calls finish) after "
+        "this age, so long-lived clients re-resolve the headless Service and spread over "
+        "replicas added since they connected; 0 = never (Triton's default).",
+    )
+    triton_grpc_max_connection_age_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="How long calls still running on a connection past its age may take.",
+    )
+    triton_grpc_keepalive_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=7200,
+        description="Triton pings idle connections this often and drops those that do not "
+        "answer within 10 s (and accepts client pings this often, see the client "
+        "configuration); 0 = Triton's defaults (2 hours).",
+    )
     run_as_user: int = Field(default=1000, ge=1, description="UID of every pod Gantry creates.")
     master_port_range: tuple[int, int] = Field(
         default=(20000, 32767),

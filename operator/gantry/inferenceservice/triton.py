@@ -7,8 +7,9 @@ version writes into the same directory (a new version, and a new config.pbtxt): 
 must keep serving the version it was started with until the rollout replaces it.
 
 Rolling updates are safe for in-flight requests: maxSurge 1 / maxUnavailable 0, strict
-readiness, and on termination a preStop sleep lets endpoints drop the pod before Triton
-gets SIGTERM, after which `--exit-timeout-secs` lets running requests finish.
+readiness, and on termination a preStop sleep lets endpoints drop the pod — and, with a
+gRPC connection age, lets every client connection age out — before Triton gets SIGTERM,
+after which `--exit-timeout-secs` lets running requests finish.
 
 Replicas: `spec.replicas` unless `spec.autoscaling` is builtin, where the autoscaler owns
 `Deployment.spec.replicas` and this builder leaves the field out (creation starts at
@@ -19,6 +20,7 @@ through its scale subresource, which moves `spec.replicas`, so it is copied here
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +39,8 @@ from gantry.k8s.security import (
 
 CONTAINER = "triton"
 STAGE_CONTAINER = "stage-model"
-PRESTOP_SLEEP_SECONDS = 5
+PRESTOP_SLEEP_SECONDS = 5  # at least; see prestop_seconds
 EXIT_TIMEOUT_SECONDS = 30
-# preStop + Triton's own drain + a margin for the process to exit.
-TERMINATION_GRACE_SECONDS = PRESTOP_SLEEP_SECONDS + EXIT_TIMEOUT_SECONDS + 10
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"  # as NVIDIA GPU feature discovery labels nodes
 
 
@@ -54,7 +54,60 @@ class ServedVersion:
     report: Mapping[str, Any]
 
 
-def triton_args(spec: InferenceServiceSpec) -> list[str]:
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+
+def prestop_seconds(config: OperatorConfig) -> int:
+    """How long a terminating pod keeps serving before Triton gets SIGTERM.
+
+    Long enough for endpoints and DNS to drop the pod, and — with a connection age — for
+    every client connection to reach its age (+10 % jitter) and be closed by a GOAWAY:
+    a client reconnects to the pods its name now resolves to, so no call is still on this
+    pod when Triton unloads its models (then it would answer NOT_FOUND, which no client
+    retries).
+    """
+    age = config.triton_grpc_max_connection_age_seconds
+    return max(PRESTOP_SLEEP_SECONDS, math.ceil(age * 1.1) + 2 if age > 0 else 0)
+
+
+def termination_grace_seconds(config: OperatorConfig) -> int:
+    """preStop + Triton's own drain + a margin for the process to exit."""
+    return prestop_seconds(config) + EXIT_TIMEOUT_SECONDS + 10
+
+
+def grpc_connection_args(config: OperatorConfig) -> list[str]:
+    """tritonserver's gRPC connection flags (milliseconds) from the operator configuration.
+
+    A gRPC client re-resolves a name only when a connection drops, so a bounded connection
+    age is what lets a long-lived client (a stock `tritonclient` on a `dns:///` headless
+    name with round_robin) find replicas added after it connected: Triton sends GOAWAY at
+    the age (gRPC adds ±10 % jitter, so a client's connections do not all cycle at once),
+    calls in flight get the grace period to finish, new calls go to the other connections
+    while the client reconnects. Keepalive pings detect dead peers; the server must accept
+    client pings at least as often as clients send them, or it answers with GOAWAY
+    (too_many_pings).
+    """
+    args: list[str] = []
+    age_ms = round(config.triton_grpc_max_connection_age_seconds * 1000)
+    if age_ms > 0:
+        grace_ms = round(config.triton_grpc_max_connection_age_grace_seconds * 1000)
+        args += [
+            f"--grpc-max-connection-age={age_ms}",
+            f"--grpc-max-connection-age-grace={grace_ms}",
+        ]
+    keepalive_ms = round(config.triton_grpc_keepalive_seconds * 1000)
+    if keepalive_ms > 0:
+        args += [
+            f"--grpc-keepalive-time={keepalive_ms}",
+            f"--grpc-keepalive-timeout={KEEPALIVE_TIMEOUT_MS}",
+            "--grpc-keepalive-permit-without-calls=1",
+            "--grpc-http2-max-pings-without-data=0",
+            f"--grpc-http2-min-recv-ping-interval-without-data={keepalive_ms // 2}",
+        ]
+    return args
+
+
+def triton_args(spec: InferenceServiceSpec, config: OperatorConfig | None = None) -> list[str]:
     """tritonserver flags: bind the pod IP (correct everywhere, required on the dev cluster)."""
     return [
         f"--model-repository={names.TRITON_REPOSITORY}",
@@ -69,6 +122,7 @@ def triton_args(spec: InferenceServiceSpec) -> list[str]:
         f"--metrics-port={names.METRICS_PORT}",
         f"--allow-gpu-metrics={'true' if spec.gpus() > 0 else 'false'}",
         "--metrics-config=summary_latencies=true",
+        *grpc_connection_args(config or OperatorConfig()),
     ]
 
 
@@ -119,7 +173,7 @@ def pod_template(
         "name": CONTAINER,
         "image": image,
         "command": ["tritonserver"],
-        "args": triton_args(spec),
+        "args": triton_args(spec, config),
         "env": [
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             *scratch_env(),
@@ -133,7 +187,7 @@ def pod_template(
         "startupProbe": _probe("/v2/health/ready", 1, 600, 2),
         "readinessProbe": _probe("/v2/health/ready", 2, 2, 2),
         "livenessProbe": _probe("/v2/health/live", 10, 3, 5),
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SLEEP_SECONDS)]}}},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(prestop_seconds(config))]}}},
         "resources": serving_resources(spec.resources, config.triton_resources),
         "volumeMounts": [
             {"name": "model-repository", "mountPath": names.TRITON_REPOSITORY, "readOnly": True},
@@ -155,7 +209,7 @@ def pod_template(
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,  # Triton never calls the Kubernetes API
         "securityContext": pod_security_context(config),
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": termination_grace_seconds(config),
         "initContainers": [stage],
         "containers": [container],
         "volumes": [
