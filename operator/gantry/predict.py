@@ -58,9 +58,9 @@ class Target:
 
 
 def _client(target: str) -> Any:
-    import tritonclient.grpc as grpcclient
+    from gantry.grpc_client import triton_client
 
-    return grpcclient.InferenceServerClient(url=target)
+    return triton_client(target)
 
 
 def _error(err: Exception, target: str, model: str) -> PredictError:
