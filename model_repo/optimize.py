@@ -22,7 +22,7 @@ from model_repo.accuracy import PRECISIONS, Thresholds
 from model_repo.errors import ModelError
 from model_repo.pipeline import GateFailure, OptimizeRequest, run
 from model_repo.storage import DEFAULT_PVC_ROOT
-from model_repo.triton_config import BACKENDS, Backend, DynamicBatching
+from model_repo.triton_config import BACKENDS, Backend, DynamicBatching, QueuePolicy
 
 REPORT_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
 
@@ -54,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
         "--dynamic-batching-json",
         help='e.g. {"preferredBatchSizes": [8, 16], "maxQueueDelayMicroseconds": 500}',
     )
+    p.add_argument(
+        "--queue-policy-json",
+        help='a bounded queue, e.g. {"timeoutMicroseconds": 150000, "maxQueueSize": 16}',
+    )
     p.add_argument("--instances", type=_positive_int, default=1)
     p.add_argument("--kind", choices=("cpu", "gpu"), default="cpu")
     p.add_argument(
@@ -80,6 +84,12 @@ def request_from_args(args: argparse.Namespace) -> OptimizeRequest:
         except json.JSONDecodeError as err:
             raise ModelError(f"--dynamic-batching-json is not JSON: {err}", "Unsupported") from err
         dynamic = DynamicBatching.from_json(raw)
+    queue = None
+    if args.queue_policy_json:
+        try:
+            queue = QueuePolicy.from_json(json.loads(args.queue_policy_json))
+        except json.JSONDecodeError as err:
+            raise ModelError(f"--queue-policy-json is not JSON: {err}", "Unsupported") from err
     return OptimizeRequest(
         model=args.model_dir,
         repository=args.repository,
@@ -90,6 +100,7 @@ def request_from_args(args: argparse.Namespace) -> OptimizeRequest:
         max_batch_size=args.max_batch_size,
         thresholds=Thresholds(args.max_abs_diff, args.min_top1_agreement, args.samples),
         dynamic_batching=dynamic,
+        queue_policy=queue,
         instances=args.instances,
         kind=args.kind,
         warmup=args.warmup,

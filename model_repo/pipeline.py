@@ -27,7 +27,7 @@ from model_repo.repository import publish
 from model_repo.samples import SamplePlan, SampleSet
 from model_repo.shapes import ShapeProfile
 from model_repo.signature import MODEL_FILE, Signature, file_sha256, read_signature
-from model_repo.triton_config import Backend, DynamicBatching, ServingOptions
+from model_repo.triton_config import Backend, DynamicBatching, QueuePolicy, ServingOptions
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class OptimizeRequest:
     max_batch_size: int = 1
     thresholds: Thresholds = field(default_factory=Thresholds)
     dynamic_batching: DynamicBatching | None = None
+    queue_policy: QueuePolicy | None = None
     instances: int = 1
     kind: Literal["cpu", "gpu"] = "cpu"
     warmup: bool = False
@@ -320,6 +321,7 @@ def run(req: OptimizeRequest) -> dict[str, Any]:
             backend=req.backend,
             max_batch_size=req.max_batch_size,
             dynamic_batching=req.dynamic_batching,
+            queue_policy=req.queue_policy,
             instances=req.instances,
             kind=req.kind,
             warmup=req.warmup,

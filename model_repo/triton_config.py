@@ -69,6 +69,33 @@ class DynamicBatching:
 
 
 @dataclass(frozen=True)
+class QueuePolicy:
+    """A bounded queue: requests that would wait longer than the latency target are
+    rejected (UNAVAILABLE, which clients retry on another replica) instead of queueing
+    for seconds behind a backlog. `max_queue_size` 0 leaves the length unbounded (the
+    timeout alone bounds the wait)."""
+
+    timeout_microseconds: int
+    max_queue_size: int = 0
+
+    @classmethod
+    def from_json(cls, data: Any) -> QueuePolicy:
+        """From `{"timeoutMicroseconds": T, "maxQueueSize": N}` (what the operator sends)."""
+        if not isinstance(data, dict):
+            raise ModelError("queue policy must be a JSON object", "Unsupported")
+        try:
+            timeout = int(data["timeoutMicroseconds"])
+            size = int(data.get("maxQueueSize") or 0)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"invalid queue policy: {err}", "Unsupported") from err
+        if timeout < 1 or size < 0:
+            raise ModelError(
+                "queue policy: the timeout must be ≥1 µs and the queue size ≥0", "Unsupported"
+            )
+        return cls(timeout, size)
+
+
+@dataclass(frozen=True)
 class ServingOptions:
     backend: Backend
     max_batch_size: int = 1
@@ -78,6 +105,8 @@ class ServingOptions:
     warmup: bool = False
     intra_op_threads: int = 1
     profile: ShapeProfile | None = None  # the engine's; warm-up samples take its optimum
+    # Needs a batch dimension (the dynamic batcher holds the queue); left out otherwise.
+    queue_policy: QueuePolicy | None = None
 
 
 def triton_dtype(dtype: str) -> str:
@@ -149,6 +178,14 @@ def build_config(sig: Signature, opts: ServingOptions) -> mc.ModelConfig:
         db = config.dynamic_batching
         db.preferred_batch_size.extend(opts.dynamic_batching.preferred_batch_sizes)
         db.max_queue_delay_microseconds = opts.dynamic_batching.max_queue_delay_microseconds
+    if opts.queue_policy is not None and batched:
+        # Without requested batching the batcher runs with no delay: it only groups
+        # requests that are already waiting, and it is what holds a bounded queue.
+        policy = config.dynamic_batching.default_queue_policy
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.default_timeout_microseconds = opts.queue_policy.timeout_microseconds
+        policy.allow_timeout_override = False
+        policy.max_queue_size = opts.queue_policy.max_queue_size
     if opts.warmup:
         warm = mc.ModelWarmup(name="zeros", batch_size=1)
         profile = opts.profile or ShapeProfile(1, 1, 1, batched=batched)

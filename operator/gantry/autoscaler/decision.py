@@ -5,6 +5,10 @@ latency and queue time → ceil(current × observed / target); throughput →
 ceil(total requests per second / target per replica). The largest desire wins, so every
 target is met. Around it:
 
+- rejections (requests Triton's bounded queue timed out, counted as failures with
+  reason REJECTED) are demand: above 1 % of the requests, as many replicas as serve all
+  requests at the rate the current ones served (at least one more), whatever the
+  targets say — a rejected request's short latency must not read as a healthy service;
 - tolerance: a ratio within ±10 % of the target keeps the current count (noise);
 - no decision without a full picture: while the pods of our last scale step are not all
   Ready yet (its effect is not measurable, and deciding again would count it twice) —
@@ -113,6 +117,10 @@ class Decision:
     history: tuple[Recommendation, ...]  # feed back into the next call
 
 
+# Rejections below this fraction of the requests are noise (a single late request).
+REJECTED_NOISE = 0.01
+
+
 def _fmt(value: float) -> str:
     return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
 
@@ -151,6 +159,18 @@ def target_desires(policy: Policy, current: int, metrics: ServiceMetrics) -> lis
             desires.append((policy.min_replicas, f"no requests ({name} target {_fmt(target)} ms)"))
         else:
             desires.append(_proportional(name, observed, target, "ms", current, policy.tolerance))
+    rejected = metrics.rejected_per_second * max(current, sampled) / sampled
+    if rejected > REJECTED_NOISE * rps and rps > 0:
+        # Rejections are demand the replicas could not serve in time: as many replicas as
+        # serve everything at the rate the current ones managed (at least one more).
+        served = max(rps - rejected, 0.0)
+        wanted = math.ceil(current * rps / served - 1e-9) if served > 0 else 2 * current
+        desires.append(
+            (
+                max(current + 1, wanted),
+                f"{_fmt(rejected)} of {_fmt(rps)} req/s rejected by Triton's queue timeout",
+            )
+        )
     per_replica = policy.requests_per_second_per_replica
     if per_replica is not None:
         usage = rps / (current * per_replica) if current else math.inf

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gantry.autoscaler.triton_metrics import COUNTERS, TritonCounters
+from gantry.autoscaler.triton_metrics import TritonCounters
 
 P95_OVER_MEAN = 1.5
 # A pod's summary p95 over fewer requests is little more than its slowest request (often
@@ -89,6 +89,10 @@ class PodWindow:
         return self.deltas["failure"] / self.seconds
 
     @property
+    def rejected_per_second(self) -> float:
+        return self.deltas.get("rejected", 0.0) / self.seconds
+
+    @property
     def inferences_per_second(self) -> float:
         return self.deltas["inferences"] / self.seconds
 
@@ -106,7 +110,7 @@ def pod_window(prev: PodSample, cur: PodSample) -> PodWindow | None:
     if cur.at <= prev.at:
         return None
     before, after = prev.counters.counter_values(), cur.counters.counter_values()
-    reset = any(after[name] < before[name] for name in COUNTERS.values())
+    reset = any(after[name] < before[name] for name in after)
     deltas = after if reset else {name: after[name] - before[name] for name in after}
     return PodWindow(
         pod=cur.pod,
@@ -141,6 +145,12 @@ class ServiceMetrics:
     @property
     def failures_per_second(self) -> float:
         return sum(w.failures_per_second for w in self.windows)
+
+    @property
+    def rejected_per_second(self) -> float:
+        """Requests Triton's queue policy rejected (timed out in the queue): demand that
+        the replicas could not serve within the latency target."""
+        return sum(w.rejected_per_second for w in self.windows)
 
     @property
     def latency_mean_ms(self) -> float | None:

@@ -25,6 +25,10 @@ COUNTERS: dict[str, str] = {
     "nv_inference_compute_infer_duration_us": "compute_infer_us",
     "nv_inference_compute_output_duration_us": "compute_output_us",
 }
+# Failures Triton counts with reason="REJECTED": requests its queue policy timed out (a
+# bounded queue's rejections; a full queue's refusals are not counted by Triton 2.51).
+FAILURE_COUNTER = "nv_inference_request_failure"
+REJECTED_REASON = "REJECTED"
 PENDING_GAUGE = "nv_inference_pending_request_count"
 REQUEST_SUMMARY = "nv_inference_request_summary_us"
 QUEUE_SUMMARY = "nv_inference_queue_summary_us"
@@ -47,6 +51,7 @@ class TritonCounters:
     compute_input_us: float = 0.0
     compute_infer_us: float = 0.0
     compute_output_us: float = 0.0
+    rejected: float = 0.0  # part of `failure`
     pending: float = 0.0
     # Summary quantiles (q → µs) over Triton's own sliding window; empty when summaries
     # are off (`--metrics-config summary_latencies=false`, Triton's default).
@@ -63,7 +68,9 @@ class TritonCounters:
         return self.compute_input_us + self.compute_infer_us + self.compute_output_us
 
     def counter_values(self) -> dict[str, float]:
-        return {name: float(getattr(self, name)) for name in COUNTERS.values()}
+        values = {name: float(getattr(self, name)) for name in COUNTERS.values()}
+        values["rejected"] = float(self.rejected)
+        return values
 
 
 def parse_triton_metrics(text: str, model: str) -> TritonCounters | None:
@@ -73,6 +80,7 @@ def parse_triton_metrics(text: str, model: str) -> TritonCounters | None:
     """
     totals: dict[str, float] = dict.fromkeys(COUNTERS.values(), 0.0)
     pending = 0.0
+    rejected = 0.0
     request_q: dict[float, float] = {}
     queue_q: dict[float, float] = {}
     seen = False
@@ -90,6 +98,8 @@ def parse_triton_metrics(text: str, model: str) -> TritonCounters | None:
             if name in COUNTERS:
                 totals[COUNTERS[name]] += sample.value
                 seen = True
+                if name == FAILURE_COUNTER and sample.labels.get("reason") == REJECTED_REASON:
+                    rejected += sample.value
             elif name == PENDING_GAUGE:
                 pending += sample.value
             elif name in (REQUEST_SUMMARY, QUEUE_SUMMARY) and "quantile" in sample.labels:
@@ -104,6 +114,7 @@ def parse_triton_metrics(text: str, model: str) -> TritonCounters | None:
         return None
     return TritonCounters(
         **totals,
+        rejected=rejected,
         pending=pending,
         request_quantiles_us=_finite(request_q),
         queue_quantiles_us=_finite(queue_q),

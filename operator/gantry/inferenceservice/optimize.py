@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,35 @@ _SECRET_KEYS = (
 )
 
 
+# A request that has waited this many p95 targets in Triton's queue is rejected.
+QUEUE_TIMEOUT_TARGETS = 4
+
+
+def queue_policy(spec: InferenceServiceSpec) -> dict[str, int] | None:
+    """Triton's queue bound from the service's latency target (None without one).
+
+    A request that has queued for QUEUE_TIMEOUT_TARGETS times the p95 target is far past
+    it: Triton rejects it (UNAVAILABLE, a Trailers-Only answer that gRPC retries), and a
+    client with the documented retry policy resends it, which round_robin sends to the
+    next replica — instead of it waiting seconds behind the backlog a replica builds while
+    scale-up help is starting. A wait of a few targets still absorbs a burst without
+    retries. The length bound, when a throughput target says what one replica carries, is
+    twice what it serves within the timeout: Triton 2.51 counts timeouts as failures
+    (reason REJECTED, which the autoscaler reads as demand) but not a full queue's
+    refusals, so the timeout must be the bound that acts.
+    """
+    autoscaling = spec.autoscaling
+    target_ms = autoscaling.targets.latency_p95_ms if autoscaling else None
+    if autoscaling is None or target_ms is None:
+        return None
+    timeout_ms = target_ms * QUEUE_TIMEOUT_TARGETS
+    policy = {"timeoutMicroseconds": max(1, round(timeout_ms * 1000))}
+    per_replica = autoscaling.targets.requests_per_second_per_replica
+    if per_replica is not None:
+        policy["maxQueueSize"] = max(8, math.ceil(2 * per_replica * timeout_ms / 1000))
+    return policy
+
+
 def inputs_digest(
     spec: InferenceServiceSpec,
     model: ResolvedModel,
@@ -62,6 +92,7 @@ def inputs_digest(
         "optimization": spec.optimization.model_dump(mode="json", by_alias=True),
         "batching": batching.model_dump(mode="json", by_alias=True) if batching else None,
         "instances": spec.triton.instances_per_replica,
+        "queue": queue_policy(spec),
         "gpus": spec.gpus(),
         "nodeSelector": dict(sorted(spec.node_selector.items())),
         "image": config.optimizer_image,
@@ -156,6 +187,9 @@ def optimize_args(
     if batching is not None:
         encoded = json.dumps(batching.model_dump(mode="json", by_alias=True), sort_keys=True)
         args += ["--dynamic-batching-json", encoded]
+    queue = queue_policy(spec)
+    if queue is not None:
+        args += ["--queue-policy-json", json.dumps(queue, sort_keys=True)]
     return args
 
 
