@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gantry.autoscaler.actuator import ServiceAutoscaler
+from gantry.autoscaler.scrape import ready_targets, scrape
 from gantry.inferenceservice.names import (
     GRPC_PORT,
     HTTP_PORT,
@@ -35,6 +37,7 @@ from gantry.loadgen.endpoints import ServiceEndpoints
 from gantry.loadgen.profile import parse_profile
 from gantry.loadgen.report import results_document
 from gantry.loadgen.runner import LoadRunner, Tick, random_inputs
+from gantry.loadgen.stock_pods import LABEL, parse_result, stock_client_pod
 
 MODEL_PY = '''"""Echo after a fixed service time: one request at a time per model instance."""
 import time
@@ -63,17 +66,47 @@ instance_group [ {{ kind: KIND_CPU, count: 1 }} ]
 """
 
 
-def write_model(repository: Path, name: str, service_ms: float) -> Path:
-    """A Triton model repository holding `name` (version 1) with a fixed service time."""
+# preferred_batch_size 1: this model serves a batch's requests one after the other and
+# answers them together, so batches would only add latency here.
+QUEUE_POLICY = """dynamic_batching {{
+  preferred_batch_size: [ 1 ]
+  default_queue_policy {{
+    timeout_action: REJECT
+    default_timeout_microseconds: {timeout_us}
+    max_queue_size: {max_queue_size}
+  }}
+}}
+"""
+
+
+def write_model(
+    repository: Path,
+    name: str,
+    service_ms: float,
+    queue_timeout_ms: float | None = None,
+    max_queue_size: int = 0,
+) -> Path:
+    """A Triton model repository holding `name` (version 1) with a fixed service time;
+    with `queue_timeout_ms`, the bounded queue Gantry's config.pbtxt gets from a latency
+    target."""
     version = repository / name / "1"
     version.mkdir(parents=True, exist_ok=True)
-    (repository / name / "config.pbtxt").write_text(CONFIG.format(name=name))
+    config = CONFIG.format(name=name)
+    if queue_timeout_ms is not None:
+        config += QUEUE_POLICY.format(
+            timeout_us=round(queue_timeout_ms * 1000), max_queue_size=max_queue_size
+        )
+    (repository / name / "config.pbtxt").write_text(config)
     (version / "model.py").write_text(MODEL_PY.format(service_seconds=service_ms / 1000))
     return repository
 
 
 def manifests(
-    name: str, namespace: str, repository: Path, autoscaling: dict[str, Any]
+    name: str,
+    namespace: str,
+    repository: Path,
+    autoscaling: dict[str, Any],
+    triton_args: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """InferenceService, Triton Deployment (1 replica) and headless Service."""
     labels = triton_labels(name)
@@ -90,6 +123,7 @@ def manifests(
         f"--metrics-port={METRICS_PORT}",
         "--allow-gpu-metrics=false",
         "--metrics-config=summary_latencies=true",
+        *triton_args,
     ]
     ports = [
         {"name": "http", "containerPort": HTTP_PORT},
@@ -160,6 +194,10 @@ def manifests(
     ]
 
 
+# Stock-client pods start, import tritonclient and connect before the common t=0.
+STOCK_START_DELAY_S = 20.0
+
+
 @dataclass
 class ScenarioResult:
     load: dict[str, Any]  # the load generator's results document
@@ -197,9 +235,17 @@ async def run_scenario(
     wait_for_min: float | None = None,
     ready_timeout: float = 90.0,
     on_tick: Any = None,
+    triton_args: Sequence[str] = (),
+    stock_clients: int = 0,
 ) -> ScenarioResult:
-    """Create the service, autoscale it while the profile's load runs, then tear down."""
-    objects = manifests(name, namespace, repository, autoscaling)
+    """Create the service, autoscale it while the profile's load runs, then tear down.
+
+    With `stock_clients` K > 0 the load comes from K pods running a plain long-lived
+    `tritonclient` each (`gantry.loadgen.stock_client`) on the headless Service's name,
+    instead of the load generator, and `result.load` is their merged results plus the
+    Triton pods' own counters at the end of the load.
+    """
+    objects = manifests(name, namespace, repository, autoscaling, triton_args)
     for obj in objects:
         await asyncio.to_thread(kube.create, obj)
     endpoints = ServiceEndpoints(kube, name, namespace)
@@ -228,6 +274,7 @@ async def run_scenario(
                         "reason": decision.reason if decision else None,
                         "rps": metrics.requests_per_second if metrics else None,
                         "p95_ms": metrics.latency_p95_ms if metrics else None,
+                        "rejected_rps": metrics.rejected_per_second if metrics else None,
                         "share": metrics.request_share() if metrics else {},
                     }
                 )
@@ -241,14 +288,25 @@ async def run_scenario(
 
         signature = await asyncio.to_thread(model_signature, ready[0].address, name)
         parsed = parse_profile(profile)
-        runner = LoadRunner(
-            parsed, endpoints, name, random_inputs(signature), timeout=30.0, on_tick=on_tick
-        )
-        result.load_started_at = time.monotonic() - started
-        load = await runner.run()
-        result.load = results_document(
-            load, target=f"{namespace}/{name}", model=name, profile=profile, kind=parsed.kind
-        )
+        if stock_clients > 0:
+            inputs = [
+                f"{t.name}:{t.datatype}:{'x'.join(str(max(d, 1)) for d in t.shape)}"
+                for t in signature.inputs
+            ]
+            start_at = time.time() + STOCK_START_DELAY_S
+            result.load_started_at = time.monotonic() + STOCK_START_DELAY_S - started
+            result.load = await stock_load(
+                kube, name, namespace, profile, stock_clients, inputs, start_at, parsed.end
+            )
+        else:
+            runner = LoadRunner(
+                parsed, endpoints, name, random_inputs(signature), timeout=30.0, on_tick=on_tick
+            )
+            result.load_started_at = time.monotonic() - started
+            load = await runner.run()
+            result.load = results_document(
+                load, target=f"{namespace}/{name}", model=name, profile=profile, kind=parsed.kind
+            )
         ended = time.monotonic()
         if wait_for_min is not None:
             deadline = ended + wait_for_min
@@ -271,6 +329,74 @@ async def run_scenario(
                     kube.delete, obj["apiVersion"], plural, meta["name"], meta["namespace"]
                 )
     return result
+
+
+async def stock_load(
+    kube: Any,
+    name: str,
+    namespace: str,
+    profile: str,
+    clients: int,
+    inputs: Sequence[str],
+    start_at: float,
+    duration: float,
+) -> dict[str, Any]:
+    """Run `clients` stock-client pods through `profile`; their results and Triton's counters."""
+    pods = [
+        stock_client_pod(
+            f"{name}-client-{i}",
+            namespace,
+            service=name,
+            model=name,
+            profile=profile,
+            clients=clients,
+            start_at=start_at,
+            inputs=inputs,
+        )
+        for i in range(clients)
+    ]
+    for pod in pods:
+        await asyncio.to_thread(kube.create, pod)
+    names = [p["metadata"]["name"] for p in pods]
+    deadline = time.monotonic() + (start_at - time.time()) + duration + 120
+    results: list[dict[str, Any]] = []
+    try:
+        while True:
+            listed = await asyncio.to_thread(
+                kube.list, "v1", "pods", namespace, label_selector=f"{LABEL}={name}"
+            )
+            phases = {p["metadata"]["name"]: (p.get("status") or {}).get("phase") for p in listed}
+            if all(phases.get(n) in ("Succeeded", "Failed") for n in names):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stock clients still running: {phases}")
+            await asyncio.sleep(1.0)
+        counters = await _triton_counters(kube, name, namespace)
+        for pod_name in names:
+            log = await asyncio.to_thread(kube.pod_log, namespace, pod_name)
+            parsed = parse_result(log)
+            if parsed is None:
+                raise RuntimeError(f"{pod_name} printed no result: {log[-500:]}")
+            results.append(parsed)
+    finally:
+        for pod_name in names:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(kube.delete, "v1", "pods", pod_name, namespace)
+    return {"clients": results, "triton": counters}
+
+
+async def _triton_counters(kube: Any, name: str, namespace: str) -> dict[str, dict[str, float]]:
+    """success / failure / rejected of every Ready Triton pod, from its own /metrics."""
+    pods = await asyncio.to_thread(
+        kube.list, "v1", "pods", namespace, label_selector=f"gantry.dev/inferenceservice={name}"
+    )
+    targets = ready_targets(pods)
+    scraped = await scrape(targets, name)
+    return {
+        pod: {"success": c.success, "failure": c.failure, "rejected": c.rejected}
+        for pod, c in scraped.samples.items()
+        if c is not None
+    }
 
 
 def ticks_to_console() -> Any:
