@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
 import shlex
@@ -65,6 +64,23 @@ def fallback_variable(target: str) -> str:
     return "GANTRY_DEV_MOUNT_" + re.sub(r"[^A-Za-z0-9]", "_", target.strip("/")).upper()
 
 
+SETPRIV = shutil.which("setpriv")
+
+
+def with_parent_death(argv: Sequence[str]) -> list[str]:
+    """`argv` that gets SIGKILL when the thread that started it goes, so a killed dev
+    cluster (or test run) leaves no container or control-plane process behind.
+
+    util-linux `setpriv --pdeathsig` sets it right before exec: unlike a Python
+    `preexec_fn` it is safe in a multi-threaded process, and placed after `unshare`'s
+    credential change (which clears the setting) it survives into the container."""
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else list(argv)
+
+
+# Used inside the container wrapper script, after `unshare` has changed credentials.
+PARENT_DEATH_PREFIX = f"{shlex.quote(SETPRIV)} --pdeathsig KILL -- " if SETPRIV else ""
+
+
 def wrapper_script(box: Sandbox) -> str:
     """The shell prologue that sets up mounts and hostname, then execs the command."""
     steps: list[str] = []
@@ -87,7 +103,7 @@ def wrapper_script(box: Sandbox) -> str:
     fallback = shlex.quote(str(box.fallback_dir))
     cd = f"cd {wd} 2>/dev/null || cd {fallback} 2>/dev/null" if wd else f"cd {fallback} 2>/dev/null"
     steps.append(f"{{ {cd} || cd /; }}")
-    return " && ".join(steps) + ' && exec "$@"'
+    return " && ".join(steps) + f' && exec {PARENT_DEATH_PREFIX}"$@"'
 
 
 def sandboxed_argv(argv: Sequence[str], box: Sandbox) -> list[str]:
@@ -111,7 +127,6 @@ async def start(
             env=dict(env),
             cwd=str(box.fallback_dir),
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
 
 
@@ -157,16 +172,6 @@ async def run_exec(
             signal_group(proc.pid, signal.SIGKILL)
             await proc.wait()
     return exit_code(proc.returncode or 0), out
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL it when the thread that started it goes, so a killed
-    dev cluster (or test run) leaves no container or control-plane process behind."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ProcessRegistry:

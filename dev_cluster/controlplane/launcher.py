@@ -29,7 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
-from ..agent.process import ProcessRegistry, die_with_parent
+from ..agent.process import ProcessRegistry, with_parent_death
 from .kubeconfig import write_kubeconfig
 from .pki import (
     ADMIN,
@@ -276,9 +276,9 @@ class ControlPlane:
         log_path = self.logs / f"{name}.log"
         with open(log_path, "ab") as out:
             proc = await asyncio.create_subprocess_exec(
-                str(find_binary(name)), *args,
+                *with_parent_death([str(find_binary(name)), *args]),
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, preexec_fn=die_with_parent,
+                start_new_session=True,
             )  # fmt: skip
         self.registry.add(proc.pid)
         self.processes.append(Process(name, proc, log_path))

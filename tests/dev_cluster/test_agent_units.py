@@ -249,7 +249,8 @@ def test_wrapper_script_mounts_then_execs(tmp_path: Path) -> None:
     box = Sandbox((Mount(tmp_path, "/data", True),), "web-0", "/data", tmp_path)
     script = wrapper_script(box)
     assert f"mount --bind {tmp_path} /data" in script and "remount,bind,ro /data" in script
-    assert "hostname web-0" in script and script.endswith('exec "$@"')
+    assert "hostname web-0" in script and script.endswith('"$@"')
+    assert "exec " in script and "--pdeathsig KILL" in script  # the container dies with the node
 
 
 def test_mounts_that_hide_sources_go_last_and_runtime_paths_are_protected(tmp_path: Path) -> None:
@@ -303,8 +304,9 @@ def test_tritonserver_runs_the_local_build() -> None:
 @pytest.mark.skipif(
     not can_add_addresses(), reason="adding addresses to lo needs root or CAP_NET_ADMIN"
 )
-def test_routable_pod_addresses_live_on_lo_while_allocated(tmp_path: Path) -> None:
-    ips = IPAllocator(tmp_path, routable=True)
+def test_routable_pod_addresses_live_on_lo_while_allocated() -> None:
+    # the host's shared lock directory: a block a running dev cluster holds is never taken
+    ips = IPAllocator(routable=True)
     try:
         ip = ips.allocate("pod-a")
         assert ip.startswith("198.18.") and ip in addresses_on_lo("198.18")
