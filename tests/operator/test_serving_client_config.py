@@ -108,18 +108,26 @@ def test_triton_client_uses_the_channel_configuration() -> None:
 # --- 3. bounded queues ---------------------------------------------------------------------
 
 AUTOSCALING = {"maxReplicas": 4, "targets": {"latencyP95Ms": 150}}
+TWO = {"instancesPerReplica": 2}
 
 
 def test_queue_policy_is_sized_from_the_latency_target() -> None:
-    assert queue_policy(spec_of()) is None
+    assert queue_policy(spec_of(triton=TWO)) is None
     # Four p95 targets in the queue.
-    assert queue_policy(spec_of(autoscaling=AUTOSCALING)) == {"timeoutMicroseconds": 600_000}
+    assert queue_policy(spec_of(autoscaling=AUTOSCALING, triton=TWO)) == {
+        "timeoutMicroseconds": 600_000
+    }
     both = {"maxReplicas": 4, "targets": {"latencyP95Ms": 150, "requestsPerSecondPerReplica": 40}}
     # Twice what one replica serves within the timeout: 2 × 40/s × 0.6 s = 48.
-    assert queue_policy(spec_of(autoscaling=both)) == {
+    assert queue_policy(spec_of(autoscaling=both, triton=TWO)) == {
         "timeoutMicroseconds": 600_000,
         "maxQueueSize": 48,
     }
+
+
+def test_single_instance_services_get_no_queue_policy() -> None:
+    """Triton 2.51 holds queued requests behind a single busy instance under a policy."""
+    assert queue_policy(spec_of(autoscaling=AUTOSCALING)) is None
 
 
 def test_config_pbtxt_gets_a_rejecting_queue_policy_triton_parses() -> None:
