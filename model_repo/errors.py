@@ -15,6 +15,7 @@ Reason = Literal[
     "AccuracyGateFailed",
     "Unsupported",
     "StorageError",
+    "DigestMismatch",  # model.onnx is not the file its TrainingJob recorded
     "InternalError",  # a bug or an unexpected library failure: reported, never a bare traceback
 ]
 

@@ -34,6 +34,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _sha256(text: str) -> str:
+    value = text.removeprefix("sha256:").lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"not a sha256 hex digest: {text[:80]!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model_repo.optimize", description=__doc__)
     p.add_argument(
@@ -73,6 +80,12 @@ def parser() -> argparse.ArgumentParser:
         help="TensorRT version of the serving Triton (e.g. 10.3.0); another one is refused",
     )
     p.add_argument("--report", type=Path, help="also write the report here")
+    p.add_argument(
+        "--expect-sha256",
+        type=_sha256,
+        default=None,
+        help="refuse a model.onnx whose digest differs (the one its TrainingJob recorded)",
+    )
     return p
 
 
@@ -107,6 +120,7 @@ def request_from_args(args: argparse.Namespace) -> OptimizeRequest:
         intra_op_threads=args.intra_op_threads,
         pvc_root=args.pvc_root,
         tensorrt_version=args.tensorrt_version,
+        expected_sha256=args.expect_sha256,
     )
 
 

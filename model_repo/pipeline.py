@@ -48,6 +48,8 @@ class OptimizeRequest:
     intra_op_threads: int = 1
     pvc_root: Path = storage.DEFAULT_PVC_ROOT
     tensorrt_version: str | None = None  # the serving Triton's; another one is refused
+    # model.onnx's digest as its TrainingJob recorded it; a different file is refused
+    expected_sha256: str | None = None
 
 
 @dataclass
@@ -263,7 +265,14 @@ def _resolve(req: OptimizeRequest, work: Path) -> tuple[Path, Signature, str]:
     else:
         model_dir = Path(req.model)
     sig = read_signature(model_dir, req.name)
-    return model_dir, sig, file_sha256(model_dir / MODEL_FILE)
+    digest = file_sha256(model_dir / MODEL_FILE)
+    if req.expected_sha256 and digest != req.expected_sha256:
+        raise ModelError(
+            f"{MODEL_FILE} is not the file its TrainingJob exported: sha256 "
+            f"{digest[:16]}… where {req.expected_sha256[:16]}… was recorded (changed since?)",
+            "DigestMismatch",
+        )
+    return model_dir, sig, digest
 
 
 def _walk(

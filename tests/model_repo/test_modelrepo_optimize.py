@@ -271,3 +271,22 @@ def test_a_precision_that_cannot_be_built_falls_back(
     assert report["reason"].startswith("int8 could not be built (no INT8 kernels for this op)")
     config = parse_config((tmp_path / "repo" / "digits" / "config.pbtxt").read_text())
     assert config.parameters["intra_op_threads"].string_value == "2"
+
+
+def test_a_model_that_is_not_the_one_its_training_job_recorded_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import hashlib
+
+    model = tiny_onnx(tmp_path / "m" / "model.onnx").parent
+    actual = hashlib.sha256((model / "model.onnx").read_bytes()).hexdigest()
+    code, report = optimize(
+        capsys, tmp_path, model, "--backend", "python", "--expect-sha256", "0" * 64, name="tiny"
+    )
+    assert code == 2 and report["reason"] == "DigestMismatch"
+    assert "is not the file its TrainingJob exported" in report["error"]
+    code, report = optimize(
+        capsys, tmp_path, model, "--backend", "python", "--expect-sha256", f"sha256:{actual}",
+        name="tiny",
+    )  # fmt: skip
+    assert code == 0, report

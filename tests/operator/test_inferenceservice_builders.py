@@ -445,3 +445,14 @@ def test_endpoint_names() -> None:
         "dns:///digits-headless.ml.svc.cluster.local:8001"
     )
     assert len(names.optimize_job_name("a" * 45, "0" * 64)) <= 63
+
+
+def test_optimize_job_checks_the_digest_its_training_job_recorded() -> None:
+    digest = "ab" * 32
+    job = build_optimize_job(
+        isvc({}), spec_of(), resolved(digest=digest), TritonBackend.PYTHON, "f" * 64, DEV
+    )
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--expect-sha256") + 1] == digest
+    plain = build_optimize_job(isvc({}), spec_of(), resolved(), TritonBackend.PYTHON, "f" * 64, DEV)
+    assert "--expect-sha256" not in plain["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -249,7 +249,11 @@ def build_optimize_job(
         "name": CONTAINER,
         "image": config.optimizer_image,
         "command": [config.python],
-        "args": optimize_args(service, spec, backend, model_dir, config),
+        "args": [
+            *optimize_args(service, spec, backend, model_dir, config),
+            # the file must be the one its TrainingJob exported (digest from its status)
+            *(["--expect-sha256", literal(model.digest)] if model.digest else []),
+        ],
         "env": scratch_env(),
         "resources": resources_with_gpus(config.optimizer_resources, spec.gpus()),
         "volumeMounts": [*storage_mounts, scratch_mount()]
