@@ -301,3 +301,40 @@ def test_status_patch_only_names_autoscaling() -> None:
     assert patch == {
         "status": {"autoscaling": {"mode": "hpa", "sampledAt": "2026-01-01T00:00:00Z"}}
     }
+
+
+async def test_a_restarted_operator_remembers_its_last_scale_up() -> None:
+    """Killed right after scaling 1 → 4: the new process must wait for those replicas to
+    become Ready, not read 1 Ready pod under load as a reason to scale up again."""
+    from datetime import UTC, datetime, timedelta
+
+    from gantry.autoscaler.actuator import remembered_scale_at
+
+    wall = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    policy = {**BUILTIN, "maxReplicas": 8}
+    body = isvc(policy)
+    body["status"]["autoscaling"] = {"lastScaleTime": "2026-11-30T11:59:57Z"}
+    kube, pods, clock = FakeKube(), FakePods(), [100.0]
+    kube.put("inferenceservices", body)
+    set_pods(kube, 4, 1)
+    scaler = ServiceAutoscaler(
+        kube, "digits", "ml", scraper=pods.scrape, clock=lambda: clock[0], wall_clock=lambda: wall
+    )
+    await scaler.run_round()
+    assert scaler.last_scale_at == 97.0  # 3 s before "now" on this process's clock
+    clock[0] = 105.0
+    pods.serve("pod-0", 500, 150)  # overloaded
+    result = await scaler.run_round()
+    assert result.decision is not None and result.decision.direction == "hold"
+    assert "become Ready" in result.decision.reason
+    assert kube.objects[("deployments", "ml", "digits-triton")]["spec"]["replicas"] == 4
+    # pure: nothing written, garbage, or a time in the future leaves no memory
+    assert remembered_scale_at({"status": {}}, 1.0, wall) is None
+    assert (
+        remembered_scale_at({"status": {"autoscaling": {"lastScaleTime": "x"}}}, 1.0, wall) is None
+    )
+    future = (wall + timedelta(seconds=5)).isoformat()
+    assert (
+        remembered_scale_at({"status": {"autoscaling": {"lastScaleTime": future}}}, 1.0, wall)
+        is None
+    )

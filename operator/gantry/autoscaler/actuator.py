@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -109,6 +110,23 @@ def _on_scrape_failures(count: int) -> None:
         record_scrape_failure()
 
 
+def remembered_scale_at(isvc: Mapping[str, Any], now: float, wall_now: datetime) -> float | None:
+    """The last scale time a previous operator wrote to `status.autoscaling`, on this
+    process's monotonic clock (pure), so that a restart keeps the "wait until the new
+    replicas are Ready" guard and the step limits instead of starting with no memory."""
+    written = ((isvc.get("status") or {}).get("autoscaling") or {}).get("lastScaleTime")
+    if not isinstance(written, str):
+        return None
+    try:
+        at = datetime.fromisoformat(written.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    age = (wall_now - at).total_seconds()
+    return now - age if age >= 0 else None
+
+
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -165,6 +183,7 @@ class ServiceAutoscaler:
         *,
         scraper: Scraper | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         prometheus: str | None = None,
     ) -> None:
         self.kube = kube
@@ -172,10 +191,12 @@ class ServiceAutoscaler:
         self.namespace = namespace
         self.scraper: Scraper = scraper or (lambda targets, model: scrape(targets, model))
         self.clock = clock
+        self.wall_clock = wall_clock
         self.prometheus = prometheus or objects.prometheus_url()
         self.collector = ServiceCollector()
         self.history: tuple[Recommendation, ...] = ()
         self.last_scale_at: float | None = None
+        self._remembered = False  # seeded from status.autoscaling after a restart
         self._objects_synced: tuple[int | None, float] | None = None
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -191,6 +212,9 @@ class ServiceAutoscaler:
         except ValidationError as err:  # the InferenceService reconciler reports it
             log.debug("%s/%s: invalid spec, not autoscaling: %s", self.namespace, self.name, err)
             return RoundResult()
+        if not self._remembered:
+            self._remembered = True
+            self.last_scale_at = remembered_scale_at(isvc, self.clock(), self.wall_clock())
         await self._sync_objects(isvc, spec)
 
         pods = await self._call(
