@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/autoscale.py [--quick]
 
-Runs real tritonserver pods (a Python-backend model with a fixed 20 ms service time, so
-one replica carries ≈ 45 req/s) on the embedded dev cluster, sends an open-loop step
+Runs real tritonserver pods (a Python-backend model with two instances and a fixed 40 ms
+service time, so one replica carries ≈ 45 req/s) on the embedded dev cluster, sends an open-loop step
 (15 → 100 → 15 req/s) with the load generator through the headless Service's endpoints,
 and lets the builtin autoscaler (1 s rounds, p95 target 150 ms, scale-down window 20 s)
 scale the Deployment. It prints:
@@ -17,6 +17,14 @@ scale the Deployment. It prints:
   HPA (15 s sync, 0.1 tolerance, 300 s scale-down stabilization, +100 %/+4 pods per
   15 s) and through Gantry's own decision function on the same simulated service, for
   comparison.
+
+`--stock-clients K` sends the same step from K pods instead, each one plain long-lived
+`tritonclient` on `dns:///stepload-headless…:8001` with the documented channel
+configuration (round_robin, bounded retries), against Triton pods with Gantry's gRPC
+connection age and the bounded queue from the latency target (`--plain-triton`: without
+them, for comparison). It reports the clients' p95 in the 10 s before and the first 10 s
+of the step, each replica's share after the scale-up (Triton's counters), errors, and
+retries (attempts Triton counted beyond the clients' requests).
 
 Figures go to stdout; the plot and the raw results go to bench/results/.
 Runtime ≈ 3 minutes (`--quick`: ≈ 1.5).
@@ -39,15 +47,21 @@ from pathlib import Path
 from typing import Any
 
 from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
-from gantry.api.inferenceservice import AutoscalingSpec
+from gantry.api.inferenceservice import AutoscalingSpec, InferenceServiceSpec
 from gantry.autoscaler.decision import Observation, Policy, Recommendation, decide
 from gantry.autoscaler.rates import PodWindow, ServiceMetrics
+from gantry.config import OperatorConfig
+from gantry.inferenceservice.optimize import queue_policy
+from gantry.inferenceservice.triton import grpc_connection_args
 from gantry.k8s.client import KubeClient
 from gantry.loadgen.report import plot
 from gantry.loadgen.scenario import ScenarioResult, run_scenario, write_model
+from gantry.loadgen.stock_pods import summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVICE_MS = 20.0
+SERVICE_MS = 40.0
+INSTANCES = 2  # 2 × 40 ms: the capacity of one 20 ms instance, and a queue policy applies
+PER_REQUEST_S = SERVICE_MS / INSTANCES / 1000  # a replica's time per request at saturation
 TARGET_MS = 150.0
 PER_REPLICA = 35.0  # a throughput floor: latency alone is not proportional to replicas
 LOW, HIGH = 15, 100
@@ -234,9 +248,74 @@ def report(result: ScenarioResult, step_at: int, step_end: int, end: int) -> Non
     print(f"requests: {doc['summary']['sent']} sent, {doc['summary']['errors']} errors")
 
 
+def report_stock(result: ScenarioResult, step_at: int, step_end: int, clients: int) -> None:
+    """Stock-client mode: what K plain long-lived tritonclient processes in pods saw."""
+    t0 = result.load_started_at
+    step, step_over = t0 + step_at, t0 + step_end
+    rounds = [r for r in result.rounds if "replicas" in r]
+    summary = summarize(result.load["clients"], window=(step_at, step_at + 10))
+    before = summarize(result.load["clients"], window=(max(0, step_at - 10), step_at))
+    counters = result.load["triton"]
+    attempts = sum(c["success"] + c["failure"] for c in counters.values())
+    rejected = sum(c["rejected"] for c in counters.values())
+    late = max(float(c.get("late_start_s", 0)) for c in result.load["clients"])
+    print(
+        f"\n== {clients} stock tritonclient pods (one long-lived channel each, dns:/// + round_robin)"
+    )
+    ups = [r for r in rounds if r["direction"] == "up" and step <= r["t"] <= step_over]
+    if ups:
+        print(f"step → first scale-up decision: {ups[0]['t'] - step:5.1f} s  ({ups[0]['reason']})")
+    ready_at = next(
+        (r["t"] for r in rounds if r["t"] >= step and r["ready"] >= max(2, r["replicas"])), None
+    )
+    if ready_at is not None:
+        print(f"step → scaled-up replicas all Ready: {ready_at - step:5.1f} s")
+    if late > 0:
+        print(f"(a client started {late:.1f} s late: its first requests were skipped)")
+    print(
+        f"client p95: 10 s before the step {before.window_p95_ms} ms, first 10 s of the step "
+        f"{summary.window_p95_ms} ms, whole run {summary.p95_ms} ms"
+    )
+    for label, lo, hi in (("first 10 s after scale-up", 0, 10), ("last 10 s of the step", -10, 0)):
+        base = (ready_at or step) if lo >= 0 else step_over
+        window = [r for r in rounds if base + lo <= r["t"] <= base + hi and r["share"]]
+        if window:
+            shares = window[-1]["share"]
+            text = ", ".join(f"…{p[-5:]} {s:.0%}" for p, s in sorted(shares.items()))
+            print(f"share per replica, {label} (Triton counters, last round): {text}")
+    # Triton counts attempts that reached it; those beyond the clients' requests were retries
+    # (rejections by the queue timeout are among them; a full queue's refusals are not counted).
+    retries = max(0.0, attempts - (summary.ok + summary.failed))
+    print(
+        f"requests: {summary.sent} sent, {summary.ok} answered, {summary.failed} errors "
+        f"{summary.errors or ''}; server-side attempts {attempts:.0f} (rejected by the queue "
+        f"timeout {rejected:.0f}) → retries ≥ {retries:.0f} "
+        f"({retries / max(summary.sent, 1):.1%} of requests)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a shorter step (≈ 1.5 min)")
+    parser.add_argument(
+        "--stock-clients",
+        type=int,
+        default=0,
+        metavar="K",
+        help="send the step from K pods running a plain long-lived tritonclient each",
+    )
+    parser.add_argument(
+        "--plain-triton",
+        action="store_true",
+        help="Triton without Gantry's connection age and bounded queue (for comparison)",
+    )
+    parser.add_argument(
+        "--connection-age",
+        type=float,
+        default=OperatorConfig().triton_grpc_max_connection_age_seconds,
+        metavar="S",
+        help="Triton's gRPC connection age (tritonGrpcMaxConnectionAgeSeconds)",
+    )
     args = parser.parse_args()
     if not triton_available():
         print("tritonserver is not installed under .tools (run `make tools`)")
@@ -256,7 +335,25 @@ def main() -> int:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
-        repository = write_model(Path(tmp) / "repo", "stepload", SERVICE_MS)
+        queue: dict[str, Any] = {}
+        if not args.plain_triton:  # what the operator writes into config.pbtxt for `spec`
+            service = InferenceServiceSpec.model_validate(
+                {
+                    "model": {"storageUri": "pvc://models/stepload"},
+                    "autoscaling": spec,
+                    "triton": {"instancesPerReplica": INSTANCES},
+                }
+            )
+            policy = queue_policy(service) or {}
+            queue = {
+                "queue_timeout_ms": policy["timeoutMicroseconds"] / 1000,
+                "max_queue_size": policy.get("maxQueueSize", 0),
+            }
+        repository = write_model(
+            Path(tmp) / "repo", "stepload", SERVICE_MS, instances=INSTANCES, **queue
+        )
+        config = OperatorConfig(triton_grpc_max_connection_age_seconds=args.connection_age)
+        connection = [] if args.plain_triton else grpc_connection_args(config)
         with DevCluster(Path(tmp) / "dev") as cluster:
             kube = KubeClient.for_kubeconfig(cluster.kubeconfig)
             result = asyncio.run(
@@ -269,9 +366,19 @@ def main() -> int:
                     autoscaling=spec,
                     interval=1.0,
                     wait_for_min=down_window + 40,
+                    triton_args=connection,
+                    stock_clients=args.stock_clients,
                 )
             )
             kube.close()
+    if args.stock_clients:
+        report_stock(result, step_at, step_end, args.stock_clients)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        variant = "plain" if args.plain_triton else f"age{args.connection_age:g}"
+        out = RESULTS / f"autoscale-stock-{variant}.json"
+        out.write_text(json.dumps({"load": result.load, "rounds": result.rounds}))
+        print(f"\nresults: {out}\nbench took {time.monotonic() - started:.0f} s")
+        return 0
     report(result, step_at, step_end, end)
 
     # Replay the offered-load trace through both policies on one simulated service.
@@ -283,17 +390,17 @@ def main() -> int:
         ready_s = max(1.0, min(firsts) + result.load_started_at - ups[0])
     tail = 330
     sims = {
-        "gantry (simulated)": simulate_gantry(trace, spec, SERVICE_MS / 1000 * 1.1, ready_s, tail),
+        "gantry (simulated)": simulate_gantry(trace, spec, PER_REQUEST_S * 1.1, ready_s, tail),
         "default HPA (simulated)": simulate_default_hpa(
-            trace, spec, SERVICE_MS / 1000 * 1.1, ready_s, tail
+            trace, spec, PER_REQUEST_S * 1.1, ready_s, tail
         ),
     }
     print(
-        f"\n== Same trace, simulated service (capacity {1000 / (SERVICE_MS * 1.1):.0f} req/s per replica, Ready after {ready_s:.1f} s)"
+        f"\n== Same trace, simulated service (capacity {1 / (PER_REQUEST_S * 1.1):.0f} req/s per replica, Ready after {ready_s:.1f} s)"
     )
     for label, points in sims.items():
         after_step = [(t, n) for t, n in points if t >= step_at]
-        enough = next((t for t, n in after_step if n * 1000 / (SERVICE_MS * 1.1) > HIGH), None)
+        enough = next((t for t, n in after_step if n * 1 / (PER_REQUEST_S * 1.1) > HIGH), None)
         back = next((t for t, n in points if t >= step_end and n == 1), None)
         replica_seconds = sum(n for _, n in points[: end + 60])
         print(
@@ -309,7 +416,7 @@ def main() -> int:
         result.load,
         RESULTS / "autoscale.png",
         slo_ms=TARGET_MS,
-        title=f"step load {LOW}→{HIGH}→{LOW} req/s, 20 ms/request/replica",
+        title=f"step load {LOW}→{HIGH}→{LOW} req/s, 2 × 40 ms/request/replica",
         extra_replicas={
             "dev cluster (autoscaler rounds)": [
                 (r["t"] - result.load_started_at, r["replicas"])

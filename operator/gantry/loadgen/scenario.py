@@ -62,7 +62,7 @@ backend: "python"
 max_batch_size: 8
 input [ {{ name: "INPUT", data_type: TYPE_FP32, dims: [ 4 ] }} ]
 output [ {{ name: "OUTPUT", data_type: TYPE_FP32, dims: [ 4 ] }} ]
-instance_group [ {{ kind: KIND_CPU, count: 1 }} ]
+instance_group [ {{ kind: KIND_CPU, count: {instances} }} ]
 """
 
 
@@ -85,13 +85,14 @@ def write_model(
     service_ms: float,
     queue_timeout_ms: float | None = None,
     max_queue_size: int = 0,
+    instances: int = 1,
 ) -> Path:
-    """A Triton model repository holding `name` (version 1) with a fixed service time;
-    with `queue_timeout_ms`, the bounded queue Gantry's config.pbtxt gets from a latency
-    target."""
+    """A Triton model repository holding `name` (version 1) with a fixed service time per
+    request and `instances` model instances; with `queue_timeout_ms`, the bounded queue
+    Gantry's config.pbtxt gets from a latency target."""
     version = repository / name / "1"
     version.mkdir(parents=True, exist_ok=True)
-    config = CONFIG.format(name=name)
+    config = CONFIG.format(name=name, instances=instances)
     if queue_timeout_ms is not None:
         config += QUEUE_POLICY.format(
             timeout_us=round(queue_timeout_ms * 1000), max_queue_size=max_queue_size
