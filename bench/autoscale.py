@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -255,9 +256,13 @@ def report_stock(result: ScenarioResult, step_at: int, step_end: int, clients: i
     rounds = [r for r in result.rounds if "replicas" in r]
     summary = summarize(result.load["clients"], window=(step_at, step_at + 10))
     before = summarize(result.load["clients"], window=(max(0, step_at - 10), step_at))
-    counters = result.load["triton"]
-    attempts = sum(c["success"] + c["failure"] for c in counters.values())
-    rejected = sum(c["rejected"] for c in counters.values())
+    # Attempts Triton counted, from the autoscaler's per-round rates (pods that were scaled
+    # away before the end are in them; the final counters are only the remaining pods').
+    attempts = rejected = 0.0
+    for prev, cur in itertools.pairwise(rounds):
+        if t0 <= cur["t"] and cur["rps"] is not None:
+            attempts += cur["rps"] * (cur["t"] - prev["t"])
+            rejected += (cur.get("rejected_rps") or 0.0) * (cur["t"] - prev["t"])
     late = max(float(c.get("late_start_s", 0)) for c in result.load["clients"])
     print(
         f"\n== {clients} stock tritonclient pods (one long-lived channel each, dns:/// + round_robin)"
@@ -283,13 +288,15 @@ def report_stock(result: ScenarioResult, step_at: int, step_end: int, clients: i
             shares = window[-1]["share"]
             text = ", ".join(f"…{p[-5:]} {s:.0%}" for p, s in sorted(shares.items()))
             print(f"share per replica, {label} (Triton counters, last round): {text}")
-    # Triton counts attempts that reached it; those beyond the clients' requests were retries
-    # (rejections by the queue timeout are among them; a full queue's refusals are not counted).
-    retries = max(0.0, attempts - (summary.ok + summary.failed))
+    # Triton counts the queue timeouts it answered; those the clients did not see as their
+    # final error were retried. A full queue's refusals (and their retries) Triton 2.51
+    # does not count, so this is a lower bound.
+    timeout_errors = sum(n for e, n in summary.errors.items() if "timeout expired" in e)
+    retries = max(0.0, rejected - timeout_errors)
     print(
         f"requests: {summary.sent} sent, {summary.ok} answered, {summary.failed} errors "
-        f"{summary.errors or ''}; server-side attempts {attempts:.0f} (rejected by the queue "
-        f"timeout {rejected:.0f}) → retries ≥ {retries:.0f} "
+        f"({summary.failed / max(summary.sent, 1):.1%}) {summary.errors or ''}; Triton counted "
+        f"{attempts:.0f} attempts, {rejected:.0f} queue timeouts → retries ≥ {retries:.0f} "
         f"({retries / max(summary.sent, 1):.1%} of requests)"
     )
 
