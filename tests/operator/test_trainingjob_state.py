@@ -381,3 +381,14 @@ def test_a_container_that_is_merely_creating_is_not_a_stall() -> None:
     running = get_condition(plan.status["conditions"], "Running")
     assert running is None or running["reason"] != "ContainerCreating"
     assert plan.events == []
+
+
+def test_a_deleted_worker_that_the_kubelet_marked_failed_is_reported_as_deleted() -> None:
+    """The kubelet stops a deleted pod (SIGTERM → exit 143) and marks it Failed before it goes."""
+    plan = run(
+        tj(running_status()),
+        job(),
+        pods=(pod(0), pod(1, "Failed", exit_code=143, deleted="2026-01-01T00:00:00Z")),
+    )
+    assert plan.status["phase"] == "Restarting"
+    assert "was deleted while running (stopped with code 143)" in plan.status["message"]

@@ -150,6 +150,16 @@ def first_failure(
         pod = failed[0]
         state = terminated_state(pod)
         status = pod.get("status") or {}
+        deleted_at = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
+        resumed_at_time = parse_time(resumed_at)
+        if deleted_at and (not resumed_at_time or deleted_at > resumed_at_time):
+            # the kubelet stops a deleted pod's containers and marks it Failed before it
+            # goes: the deletion, not the exit code it caused, is what happened
+            code = state.get("exitCode")
+            stopped = f" (stopped with code {code})" if code is not None else ""
+            return WorkerFailure(
+                _name(pod), worker_index(pod), f"was deleted while running{stopped}"
+            )
         if status.get("reason") == "Evicted":
             what = f"was evicted: {status.get('message') or 'no reason given'}"
         elif state.get("exitCode") is not None:
