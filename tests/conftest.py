@@ -7,6 +7,8 @@ own namespace (`namespace` fixture). Tests that need a node use `DevCluster` ins
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -366,3 +368,39 @@ def in_cluster_env(control_plane: ThreadedControlPlane, sa_dir: Path) -> dict[st
         "KUBERNETES_SERVICE_PORT": str(url.port),
         "GANTRY_SERVICEACCOUNT_DIR": str(sa_dir),
     }
+
+
+def export_digits_shaped_model(directory: Path, seed: int) -> None:
+    """torch → ONNX (dynamic batch) + metadata.json, as a TrainingJob would export it."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 8 * 8, 10),
+    ).eval()
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_path = directory / "model.onnx"
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 1, 8, 8),),
+        str(onnx_path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    data = onnx_path.read_bytes()
+    metadata = {
+        "formatVersion": 1,
+        "name": "digits-cnn",
+        "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 1, 8, 8]}],
+        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}],
+        "dynamicAxes": {"input": {"0": "batch"}, "logits": {"0": "batch"}},
+        "labels": [str(d) for d in range(10)],
+        "files": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}},
+    }
+    (directory / "metadata.json").write_text(json.dumps(metadata))

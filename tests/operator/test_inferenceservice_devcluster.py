@@ -8,10 +8,8 @@ an unchanged service is left alone → roll a new model under load → failures 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
-import json
 import re
 import subprocess
 import threading
@@ -22,6 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+
+from tests.conftest import export_digits_shaped_model
 
 pytestmark = pytest.mark.slow
 
@@ -63,42 +63,6 @@ def wait_for(
 # --- a digits-shaped model exported with torch ---------------------------------------------
 
 
-def export_model(directory: Path, seed: int) -> None:
-    """torch → ONNX (dynamic batch) + metadata.json, as a TrainingJob would export it."""
-    import torch
-
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(4 * 8 * 8, 10),
-    ).eval()
-    directory.mkdir(parents=True, exist_ok=True)
-    onnx_path = directory / "model.onnx"
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 1, 8, 8),),
-        str(onnx_path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    data = onnx_path.read_bytes()
-    metadata = {
-        "formatVersion": 1,
-        "name": "digits-cnn",
-        "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 1, 8, 8]}],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}],
-        "dynamicAxes": {"input": {"0": "batch"}, "logits": {"0": "batch"}},
-        "labels": [str(d) for d in range(10)],
-        "files": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}},
-    }
-    (directory / "metadata.json").write_text(json.dumps(metadata))
-
-
 def reference(directory: Path, batch: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
@@ -138,8 +102,8 @@ def exports(cluster: DevCluster, kube: KubeClient) -> Path:
         }
     )
     root = cluster.state_dir / "pvc" / NS / "exports"
-    export_model(root / "digits" / "v1", seed=1)
-    export_model(root / "digits" / "v2", seed=2)
+    export_digits_shaped_model(root / "digits" / "v1", seed=1)
+    export_digits_shaped_model(root / "digits" / "v2", seed=2)
     (root / "corrupt").mkdir(parents=True)
     (root / "corrupt" / "model.onnx").write_bytes(b"this is not an ONNX protobuf")
     return root

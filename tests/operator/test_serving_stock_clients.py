@@ -12,8 +12,6 @@ pod while the clients keep sending; the clients report 0 failed requests.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 import time
 import urllib.request
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 
 from dev_cluster.local_triton import triton_available
-from tests.conftest import wait_for
+from tests.conftest import export_digits_shaped_model, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,42 +46,6 @@ KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 CONNECTION_AGE_S = 8.0
 CLIENTS = 3
 TOTAL_RPS = 15  # 5 per client
-
-
-def export_model(directory: Path, seed: int) -> None:
-    """A small CNN as ONNX with a dynamic batch axis, plus the exporter's metadata.json."""
-    import torch
-
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(4 * 8 * 8, 10),
-    ).eval()
-    directory.mkdir(parents=True, exist_ok=True)
-    onnx_path = directory / "model.onnx"
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 1, 8, 8),),
-        str(onnx_path),
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    data = onnx_path.read_bytes()
-    metadata = {
-        "formatVersion": 1,
-        "name": "digits-cnn",
-        "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 1, 8, 8]}],
-        "outputs": [{"name": "logits", "dtype": "float32", "shape": [-1, 10]}],
-        "dynamicAxes": {"input": {"0": "batch"}, "logits": {"0": "batch"}},
-        "labels": [str(d) for d in range(10)],
-        "files": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}},
-    }
-    (directory / "metadata.json").write_text(json.dumps(metadata))
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +79,8 @@ def clients(cluster: DevCluster, kube: KubeClient, tmp_path_factory: pytest.Temp
         }
     )
     root = cluster.state_dir / "pvc" / NS / "exports"
-    export_model(root / "m" / "v1", seed=1)
-    export_model(root / "m" / "v2", seed=2)
+    export_digits_shaped_model(root / "m" / "v1", seed=1)
+    export_digits_shaped_model(root / "m" / "v2", seed=2)
     kube.create(
         {
             "apiVersion": API,
