@@ -404,3 +404,15 @@ def export_digits_shaped_model(directory: Path, seed: int) -> None:
         "files": {"model.onnx": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}},
     }
     (directory / "metadata.json").write_text(json.dumps(metadata))
+
+
+def claim_manifest(
+    name: str, namespace: str, *, access_mode: str = "ReadWriteOnce", storage: str = "1Gi"
+) -> dict[str, Any]:
+    """A PersistentVolumeClaim of the default StorageClass (the dev cluster provisions it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"accessModes": [access_mode], "resources": {"requests": {"storage": storage}}},
+    }

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from tests.conftest import export_digits_shaped_model
+from tests.conftest import claim_manifest, export_digits_shaped_model
 
 pytestmark = pytest.mark.slow
 
@@ -90,17 +90,7 @@ def kube(cluster: DevCluster) -> Iterator[KubeClient]:
 @pytest.fixture(scope="module")
 def exports(cluster: DevCluster, kube: KubeClient) -> Path:
     """The `exports` claim with models v1 and v2 and a corrupt one."""
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "exports", "namespace": NS},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
+    kube.create(claim_manifest("exports", NS, access_mode="ReadWriteMany"))
     root = cluster.state_dir / "pvc" / NS / "exports"
     export_digits_shaped_model(root / "digits" / "v1", seed=1)
     export_digits_shaped_model(root / "digits" / "v2", seed=2)

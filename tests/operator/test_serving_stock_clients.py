@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dev_cluster.local_triton import triton_available
-from tests.conftest import export_digits_shaped_model, wait_for
+from tests.conftest import claim_manifest, export_digits_shaped_model, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,17 +67,7 @@ def kube(cluster: DevCluster) -> Iterator[KubeClient]:
 @pytest.fixture(scope="module")
 def clients(cluster: DevCluster, kube: KubeClient, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The service at one replica, v1, with three stock clients sending to it."""
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "exports", "namespace": NS},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-    )
+    kube.create(claim_manifest("exports", NS, access_mode="ReadWriteMany"))
     root = cluster.state_dir / "pvc" / NS / "exports"
     export_digits_shaped_model(root / "m" / "v1", seed=1)
     export_digits_shaped_model(root / "m" / "v2", seed=2)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from gantry.k8s import KubeClient
+from tests.conftest import claim_manifest
 
 cluster_mod = pytest.importorskip("dev_cluster.cluster", reason="the dev cluster is not built yet")
 
@@ -48,12 +49,7 @@ def training_job(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def claim(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
+    return claim_manifest(name, NS)
 
 
 def checkpoint(claim_name: str) -> dict[str, Any]:
