@@ -34,7 +34,7 @@ from gantry.autoscaler.decision import Decision, Observation, Policy, Recommenda
 from gantry.autoscaler.rates import ServiceMetrics
 from gantry.autoscaler.scrape import PodTarget, ScrapeResult, ready_targets, scrape
 from gantry.inferenceservice.names import deployment_name, selector_string
-from gantry.k8s.conditions import now_rfc3339
+from gantry.k8s.conditions import now_rfc3339, parse_time
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
 
@@ -115,14 +115,9 @@ def remembered_scale_at(isvc: Mapping[str, Any], now: float, wall_now: datetime)
     process's monotonic clock (pure), so that a restart keeps the "wait until the new
     replicas are Ready" guard and the step limits instead of starting with no memory."""
     written = ((isvc.get("status") or {}).get("autoscaling") or {}).get("lastScaleTime")
-    if not isinstance(written, str):
+    at = parse_time(written) if isinstance(written, str) else None
+    if at is None:
         return None
-    try:
-        at = datetime.fromisoformat(written.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
     age = (wall_now - at).total_seconds()
     return now - age if age >= 0 else None
 

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from gantry.k8s.conditions import get_condition
+from gantry.k8s.conditions import get_condition, parse_time
 from gantry.trainingjob import naming
 
 Obj = Mapping[str, Any]
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime; None when absent or malformed."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def attempt_of(obj: Obj) -> int | None:
@@ -142,6 +130,12 @@ def first_failure(
     or a Job the controller marked Failed all fail the attempt. Pods deleted before
     `resumed_at` were stopped by a suspension, not lost.
     """
+    resumed = parse_time(resumed_at)
+
+    def deleted_since_resume(pod: Obj) -> bool:
+        deleted = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
+        return deleted is not None and (resumed is None or deleted > resumed)
+
     failed = [p for p in pods if phase_of(p) == "Failed"]
     if failed:
         failed.sort(
@@ -150,9 +144,7 @@ def first_failure(
         pod = failed[0]
         state = terminated_state(pod)
         status = pod.get("status") or {}
-        deleted_at = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
-        resumed_at_time = parse_time(resumed_at)
-        if deleted_at and (not resumed_at_time or deleted_at > resumed_at_time):
+        if deleted_since_resume(pod):
             # the kubelet stops a deleted pod's containers and marks it Failed before it
             # goes: the deletion, not the exit code it caused, is what happened
             code = state.get("exitCode")
@@ -168,10 +160,8 @@ def first_failure(
         else:
             what = f"failed: {status.get('reason') or status.get('message') or 'unknown reason'}"
         return WorkerFailure(_name(pod), worker_index(pod), what)
-    resumed = parse_time(resumed_at)
     for pod in pods:
-        deleted = parse_time((pod.get("metadata") or {}).get("deletionTimestamp"))
-        if deleted and phase_of(pod) != "Succeeded" and (not resumed or deleted > resumed):
+        if phase_of(pod) != "Succeeded" and deleted_since_resume(pod):
             return WorkerFailure(_name(pod), worker_index(pod), "was deleted while running")
     job_meta = (job or {}).get("metadata") or {}
     lost = (job_meta.get("annotations") or {}).get(naming.ANNOTATION_WORKER_LOST)

@@ -32,7 +32,7 @@ from gantry.api.common import ALLOWED_VOLUME_SOURCES_CONTEXT
 from gantry.api.trainingjob import TrainingJobPhase as Phase
 from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
-from gantry.k8s.conditions import get_condition, set_condition
+from gantry.k8s.conditions import get_condition, parse_time, set_condition
 from gantry.k8s.ownership import adopt
 from gantry.trainingjob import naming
 from gantry.trainingjob.children import trainer_rbac, workers_service
@@ -44,7 +44,6 @@ from gantry.trainingjob.observe import (
     first_failure,
     is_alive,
     is_deleted,
-    parse_time,
     phase_of,
     stuck_worker,
     terminated_state,
