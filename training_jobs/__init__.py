@@ -6,7 +6,7 @@ for serving are one call each.
 """
 
 from training_jobs.checkpoint import Checkpointer, CheckpointError, ResumeState
-from training_jobs.distributed import DistributedContext, init_distributed, shutdown
+from training_jobs.distributed import DistributedContext, exit_process, init_distributed, shutdown
 from training_jobs.export import ExportError, export_model
 from training_jobs.logs import get_logger
 from training_jobs.metadata import MetadataError, read_metadata
@@ -20,6 +20,7 @@ __all__ = [
     "MetadataError",
     "ProgressReporter",
     "ResumeState",
+    "exit_process",
     "export_model",
     "get_logger",
     "init_distributed",

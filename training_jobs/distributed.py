@@ -7,11 +7,15 @@ process with no process group, so one code path serves a laptop and a cluster.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -142,3 +146,21 @@ def shutdown() -> None:
     """Destroy the process group if one exists; safe to call more than once."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a worker process right after its orderly teardown, skipping C++ static
+    destructors.
+
+    A torchrun worker that finished cleanly (barrier passed, process group destroyed)
+    has been seen to abort during interpreter shutdown with gloo's "terminate called
+    without an active exception" (SIGABRT) — about once in 20–40 runs here; torchrun then
+    reports the whole finished job as failed. Flushing and `os._exit` leave nothing
+    unwritten: checkpoints and exports are written atomically before this point. The
+    root cause in the C++ teardown is not found yet.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -106,3 +106,20 @@ def test_ranks_leave_the_group_together(tmp_path: Path) -> None:
     lines = log.read_text().splitlines()
     assert lines[0] == "rank0 finished its work", lines
     assert sorted(lines[1:]) == ["rank0 left", "rank1 left"]
+
+
+def test_exit_process_flushes_output_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    script = (
+        "import logging, sys\n"
+        "from training_jobs import exit_process, get_logger\n"
+        "get_logger('t').warning('logged before exit')\n"
+        "print('printed before exit', end='')\n"
+        "exit_process(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert result.stdout == "printed before exit"
+    assert "logged before exit" in result.stderr

@@ -30,6 +30,7 @@ from training_jobs import (
     Checkpointer,
     DistributedContext,
     ProgressReporter,
+    exit_process,
     export_model,
     get_logger,
     init_distributed,
@@ -257,4 +258,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
