@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@# tensorrt-stubs declares the real tensorrt as a dependency, which cannot be
 	@# installed here; the stubs alone are what type-checking needs.
 	$(BIN)/pip install -q --no-deps 'tensorrt-stubs==10.13.0.35.1' 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -c 'import gantry, training_jobs, model_repo, dev_cluster, torch, kopf'
+	$(BIN)/python -c 'import gantry, gantry_cli, training_jobs, model_repo, dev_cluster, torch, kopf'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install Gantry with every dependency group

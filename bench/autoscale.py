@@ -55,9 +55,9 @@ from gantry.config import OperatorConfig
 from gantry.inferenceservice.optimize import queue_policy
 from gantry.inferenceservice.triton import grpc_connection_args
 from gantry.k8s.client import KubeClient
-from gantry.loadgen.report import plot
-from gantry.loadgen.scenario import ScenarioResult, run_scenario, write_model
-from gantry.loadgen.stock_pods import summarize
+from gantry_cli.loadgen.report import plot
+from gantry_cli.loadgen.scenario import ScenarioResult, run_scenario, write_model
+from gantry_cli.loadgen.stock_pods import summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVICE_MS = 40.0

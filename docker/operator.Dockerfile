@@ -9,6 +9,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 # A wheel of the controller package only; the other packages are not needed to run it.
+# (The `gantry` command belongs to the `cli` extra and package gantry_cli: not in this image.)
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gantry.predict import PredictError, find_target, model_signature, predict
+from gantry_cli.predict import PredictError, find_target, model_signature, predict
 
 
 def heldout_digits() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:

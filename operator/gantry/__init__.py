@@ -1,3 +1,4 @@
-"""Gantry's controller package: API types, reconcilers, autoscaler and the CLI."""
+"""Gantry's operator: API types, configuration, Kubernetes kit, controller wiring,
+reconcilers and autoscaler. The `gantry` command lives in `gantry_cli`."""
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ import pytest
 
 from dev_cluster.cluster import DevCluster
 from dev_cluster.local_triton import triton_available
-from gantry.demo_story import OPERATOR_VALUES, Story
+from gantry_cli.demo_story import OPERATOR_VALUES, Story
 
 pytestmark = pytest.mark.slow
 

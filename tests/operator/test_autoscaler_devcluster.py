@@ -18,7 +18,7 @@ import pytest
 from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
 from gantry.k8s.client import KubeClient
 from gantry.k8s.errors import ApiError
-from gantry.loadgen.scenario import manifests, run_scenario, write_model
+from gantry_cli.loadgen.scenario import manifests, run_scenario, write_model
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ from click.testing import CliRunner  # noqa: E402
 from dev_cluster.cluster import DevCluster  # noqa: E402
 from gantry.k8s.client import KubeClient  # noqa: E402
 from gantry.k8s.errors import ApiError  # noqa: E402
-from gantry.predict import predict, predict_command, ready_pod_address  # noqa: E402
+from gantry_cli.predict import predict, predict_command, ready_pod_address  # noqa: E402
 
 T = TypeVar("T")
 NS = "default"

@@ -14,11 +14,11 @@ from gantry.autoscaler.decision import Policy, target_desires
 from gantry.autoscaler.rates import PodWindow, ServiceMetrics
 from gantry.autoscaler.triton_metrics import parse_triton_metrics
 from gantry.config import OperatorConfig, load_config
-from gantry.grpc_client import channel_args, service_config, service_url, triton_client
 from gantry.inferenceservice.optimize import queue_policy
 from gantry.inferenceservice.triton import grpc_connection_args, triton_args
-from gantry.loadgen.stock_client import RESULT_PREFIX, parse_args
-from gantry.loadgen.stock_pods import parse_result, served_shares, stock_client_pod, summarize
+from gantry_cli.grpc_client import channel_args, service_config, service_url, triton_client
+from gantry_cli.loadgen.stock_client import RESULT_PREFIX, parse_args
+from gantry_cli.loadgen.stock_pods import parse_result, served_shares, stock_client_pod, summarize
 from model_repo.errors import ModelError
 from model_repo.signature import Signature, TensorSpec
 from model_repo.triton_config import QueuePolicy, ServingOptions, parse_config, render_config
@@ -204,7 +204,7 @@ def test_stock_client_pod_runs_plain_tritonclient_on_the_headless_name() -> None
     )
     container = pod["spec"]["containers"][0]
     args = parse_args(container["args"][2:])
-    assert container["args"][:2] == ["-m", "gantry.loadgen.stock_client"]
+    assert container["args"][:2] == ["-m", "gantry_cli.loadgen.stock_client"]
     assert args.url == "dns:///digits-headless.ml.svc.cluster.local:8001"
     assert (args.clients, args.start_at, args.input) == (2, 100.0, ["input:FP32:1x1x8x8"])
     assert pod["spec"]["restartPolicy"] == "Never"

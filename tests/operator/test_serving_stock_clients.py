@@ -31,7 +31,7 @@ if not triton_available():
 
 from dev_cluster.cluster import DevCluster  # noqa: E402
 from gantry.k8s.client import KubeClient  # noqa: E402
-from gantry.loadgen.stock_pods import (  # noqa: E402
+from gantry_cli.loadgen.stock_pods import (  # noqa: E402
     LABEL,
     parse_result,
     served_shares,

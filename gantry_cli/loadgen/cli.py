@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gantry.loadgen.profile import ProfileError, parse_profile
+from gantry_cli.loadgen.profile import ProfileError, parse_profile
 
 _PROFILE_HELP = (
     "Load over time: SECONDS:LOAD points, LOAD a rate ('200rps', open loop) or clients "
@@ -89,10 +89,10 @@ def load(
     quiet: bool,
 ) -> None:
     """Send gRPC load to SERVICE (an InferenceService) or --url targets, following --profile."""
-    from gantry.loadgen.endpoints import Endpoints, FixedEndpoints, ServiceEndpoints
-    from gantry.loadgen.report import plot, results_document, write_json
-    from gantry.loadgen.runner import LoadRunner, random_inputs
-    from gantry.predict import PredictError, _kube_client, model_signature
+    from gantry_cli.loadgen.endpoints import Endpoints, FixedEndpoints, ServiceEndpoints
+    from gantry_cli.loadgen.report import plot, results_document, write_json
+    from gantry_cli.loadgen.runner import LoadRunner, random_inputs
+    from gantry_cli.predict import PredictError, _kube_client, model_signature
 
     if bool(service) == bool(urls):
         raise click.UsageError("give either an InferenceService name or --url host:port")

@@ -33,11 +33,11 @@ from gantry.inferenceservice.names import (
     headless_name,
     triton_labels,
 )
-from gantry.loadgen.endpoints import ServiceEndpoints
-from gantry.loadgen.profile import parse_profile
-from gantry.loadgen.report import results_document
-from gantry.loadgen.runner import LoadRunner, Tick, random_inputs
-from gantry.loadgen.stock_pods import LABEL, parse_result, stock_client_pod
+from gantry_cli.loadgen.endpoints import ServiceEndpoints
+from gantry_cli.loadgen.profile import parse_profile
+from gantry_cli.loadgen.report import results_document
+from gantry_cli.loadgen.runner import LoadRunner, Tick, random_inputs
+from gantry_cli.loadgen.stock_pods import LABEL, parse_result, stock_client_pod
 
 MODEL_PY = '''"""Echo after a fixed service time: one request at a time per model instance."""
 import time
@@ -242,7 +242,7 @@ async def run_scenario(
     """Create the service, autoscale it while the profile's load runs, then tear down.
 
     With `stock_clients` K > 0 the load comes from K pods running a plain long-lived
-    `tritonclient` each (`gantry.loadgen.stock_client`) on the headless Service's name,
+    `tritonclient` each (`gantry_cli.loadgen.stock_client`) on the headless Service's name,
     instead of the load generator, and `result.load` is their merged results plus the
     Triton pods' own counters at the end of the load.
     """
@@ -285,7 +285,7 @@ async def run_scenario(
     try:
         await wait_ready(endpoints, minimum, ready_timeout)
         ready = await endpoints.refresh()
-        from gantry.predict import model_signature
+        from gantry_cli.predict import model_signature
 
         signature = await asyncio.to_thread(model_signature, ready[0].address, name)
         parsed = parse_profile(profile)
@@ -404,7 +404,7 @@ def ticks_to_console() -> Any:
     """A progress printer for `on_tick` (rich, one line per second)."""
     from rich.console import Console
 
-    from gantry.loadgen.cli import _progress_line
+    from gantry_cli.loadgen.cli import _progress_line
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
 

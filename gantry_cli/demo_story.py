@@ -23,7 +23,7 @@ import click
 import numpy as np
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "ml"
 GROUP, VERSION = "gantry.dev", "v1alpha1"
 # Chart values for the demo's operator: Triton metrics every 2 s, so the load step's
@@ -170,7 +170,7 @@ class Story:
 
     def predict(self) -> None:
         _say("3. Predict: classify the held-out digits over gRPC (tritonclient)")
-        from gantry.predict import find_target, model_signature, predict
+        from gantry_cli.predict import find_target, model_signature, predict
         from training_jobs.examples.digits_data import heldout_split
 
         target = find_target("digits", NAMESPACE, self.cluster.kubeconfig, None, 10.0)
@@ -202,7 +202,7 @@ class Story:
         profile = "0:40rps,10:400rps,50:0"
         _info(f"gantry bench load digits --profile {profile}  (40 req/s, then 400 req/s for 40 s)")
         command = [
-            sys.executable, "-m", "gantry.cli", "bench", "load", "digits",
+            sys.executable, "-m", "gantry_cli", "bench", "load", "digits",
             "--namespace", NAMESPACE, "--kubeconfig", str(self.cluster.kubeconfig),
             "--profile", profile, "--output", str(out), "--quiet",
         ]  # fmt: skip

@@ -1,11 +1,12 @@
 """A long-lived stock `tritonclient` as users run it: one channel, open for the whole run.
 
-    python -m gantry.loadgen.stock_client --url dns:///NAME-headless.NS.svc.cluster.local:8001 \\
-        --model NAME --profile "0:5rps,10:30rps,40:0" --start-at EPOCH [--input NAME:FP32:1x4]
+    python -m gantry_cli.loadgen.stock_client \\
+        --url dns:///NAME-headless.NS.svc.cluster.local:8001 --model NAME \\
+        --profile "0:5rps,10:30rps,40:0" --start-at EPOCH [--input NAME:FP32:1x4]
 
 Unlike `gantry bench load`, which re-reads the Ready pods every second and so spreads
 over new replicas at once, this is a plain `tritonclient.grpc.InferenceServerClient` with
-the documented channel configuration (`gantry.grpc_client.channel_args`): which pods it
+the documented channel configuration (`gantry_cli.grpc_client.channel_args`): which pods it
 reaches is up to gRPC's name resolution, round_robin and Triton's connection age — what
 a user's client experiences. It sends the profile's rate open loop (`async_infer`), so a
 slow server does not slow the offered load, and at the end prints one JSON line: requests
@@ -37,8 +38,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import tritonclient.grpc as grpcclient
 
-    from gantry.grpc_client import channel_args
-    from gantry.loadgen.profile import parse_profile
+    from gantry_cli.grpc_client import channel_args
+    from gantry_cli.loadgen.profile import parse_profile
 
     profile = parse_profile(args.profile)
     client = grpcclient.InferenceServerClient(url=args.url, channel_args=channel_args())

@@ -1,32 +1,20 @@
 """`gantry demo` (`make demo`): the whole Gantry story on the embedded dev cluster.
 
-Each step runs only when the part it needs is installed; a missing part is named, so a
-newcomer sees what exists and what does not yet.
+The dev cluster runs its pods (training workers, the optimize Job, Triton, the operator)
+with this environment's Python, so the demo needs every dependency group: `make demo`
+installs `.[dev]`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import click
 
+from gantry.api.common import API_VERSION
 from gantry.crdgen import all_crds
 from gantry.validation import validate_manifest
-
-PARTS = {
-    "dev_cluster.cluster": "the embedded dev cluster (API server + node agent)",
-    "gantry.trainingjob.handlers": "the TrainingJob reconciler",
-    "gantry.inferenceservice.handlers": "the InferenceService reconciler",
-    "gantry.autoscaler.handlers": "the latency/throughput autoscaler",
-}
-
-
-def _present(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+from gantry_cli.demo_story import run_story
 
 
 def _say(step: str) -> None:
@@ -35,13 +23,12 @@ def _say(step: str) -> None:
 
 @click.command("demo")
 def demo_command() -> None:
-    """Walk the Gantry story on the embedded dev cluster, as far as it exists."""
+    """Train, serve, predict, load and autoscale on the embedded dev cluster."""
     _say("Gantry's API: two custom resources, generated from typed models")
     for name, crd in all_crds().items():
         names = crd["spec"]["names"]
         short = names["shortNames"][0]
         click.echo(f"  {names['kind']:<17} kubectl get {names['plural']} (or {short})  [{name}]")
-    from gantry.api.common import API_VERSION
 
     _say("Validating a TrainingJob and an InferenceService offline (gantry validate)")
     job: dict[str, Any] = {
@@ -61,12 +48,4 @@ def demo_command() -> None:
             "  a job that sets RANK itself is rejected: " + " ".join(s.strip() for s in first)
         )
 
-    missing = [desc for module, desc in PARTS.items() if not _present(module)]
-    if missing:
-        _say("Not in this build yet")
-        for desc in missing:
-            click.echo(f"  - {desc}")
-    if not (_present("dev_cluster.cluster") and _present("gantry.demo_story")):
-        return
-    story = importlib.import_module("gantry.demo_story")
-    story.run_story()
+    run_story()

@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
 from gantry.autoscaler.collector import ServiceCollector
 from gantry.autoscaler.scrape import PodTarget, scrape
-from gantry.loadgen.cli import load
-from gantry.loadgen.endpoints import FixedEndpoints
-from gantry.loadgen.profile import parse_profile
-from gantry.loadgen.runner import LoadRunner, random_inputs
-from gantry.loadgen.scenario import write_model
-from gantry.predict import model_signature
+from gantry_cli.loadgen.cli import load
+from gantry_cli.loadgen.endpoints import FixedEndpoints
+from gantry_cli.loadgen.profile import parse_profile
+from gantry_cli.loadgen.runner import LoadRunner, random_inputs
+from gantry_cli.loadgen.scenario import write_model
+from gantry_cli.predict import model_signature
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from gantry.loadgen.endpoints import Endpoint, Endpoints
-from gantry.loadgen.profile import Profile
-from gantry.loadgen.stats import Record, percentile
+from gantry_cli.loadgen.endpoints import Endpoint, Endpoints
+from gantry_cli.loadgen.profile import Profile
+from gantry_cli.loadgen.stats import Record, percentile
 
 _NUMPY_TYPES = {
     "FP32": np.float32,

@@ -1,7 +1,7 @@
 """Stock-client load as pods: manifests, results from their logs, and a summary (pure parts).
 
 Used by the end-to-end tests and `bench/autoscale.py --stock-clients K`: K pods each run
-`python -m gantry.loadgen.stock_client` on the headless Service's DNS name, so name
+`python -m gantry_cli.loadgen.stock_client` on the headless Service's DNS name, so name
 resolution, load balancing and reconnection are gRPC's own inside a pod, as in a cluster.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gantry.grpc_client import service_url
-from gantry.loadgen.stock_client import RESULT_PREFIX
+from gantry_cli.grpc_client import service_url
+from gantry_cli.loadgen.stock_client import RESULT_PREFIX
 
 LABEL = "gantry.dev/stock-client"
 
@@ -36,7 +36,7 @@ def stock_client_pod(
     """One client pod; `inputs` as NAME:DATATYPE:DIMxDIM (the batch dimension included)."""
     args = [
         "-m",
-        "gantry.loadgen.stock_client",
+        "gantry_cli.loadgen.stock_client",
         "--url",
         service_url(service, namespace),
         "--model",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gantry.loadgen.profile import ProfileError, parse_profile
-from gantry.loadgen.stats import Record, percentile, pod_share, summary, timeline
+from gantry_cli.loadgen.profile import ProfileError, parse_profile
+from gantry_cli.loadgen.stats import Record, percentile, pod_share, summary, timeline
 
 
 def test_step_profile() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gantry.predict import (
+from gantry_cli.predict import (
     PredictError,
     TensorInfo,
     format_outputs,

@@ -58,7 +58,7 @@ class Target:
 
 
 def _client(target: str) -> Any:
-    from gantry.grpc_client import triton_client
+    from gantry_cli.grpc_client import triton_client
 
     return triton_client(target)
 

@@ -1,14 +1,12 @@
 """The `gantry` command: one entry point for users and developers.
 
-Sub-commands live next to the code they drive and are mounted here; a sub-command whose
-module is not part of this installation (e.g. the dev cluster in the operator image) is
-left out, while a module that exists but fails to import is an error, never hidden.
+Every sub-command is imported here, unconditionally: a sub-command that cannot be imported
+is an ImportError when `gantry` starts, never a command that silently disappears. The
+`cli` extra (`pip install 'gantry[cli]'`) holds everything they import.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,15 +14,11 @@ import click
 import yaml
 from pydantic import ValidationError
 
+from dev_cluster.cli import dev
 from gantry import __version__
-
-# (group or None, command name, module, attribute)
-_MOUNTS: tuple[tuple[str | None, str, str, str], ...] = (
-    (None, "dev", "dev_cluster.cli", "dev"),
-    (None, "predict", "gantry.predict", "predict_command"),
-    ("bench", "load", "gantry.loadgen.cli", "load"),
-    (None, "demo", "gantry.demo", "demo_command"),
-)
+from gantry_cli.demo import demo_command
+from gantry_cli.loadgen.cli import load
+from gantry_cli.predict import predict_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,18 +71,10 @@ def validate(path: str) -> None:
         sys.exit(1)
 
 
-def _mount() -> None:
-    for group_name, name, module_name, attribute in _MOUNTS:
-        if importlib.util.find_spec(module_name.rpartition(".")[0] or module_name) is None:
-            continue
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        command = getattr(importlib.import_module(module_name), attribute)
-        group = bench if group_name == "bench" else main
-        group.add_command(command, name)
-
-
-_mount()
+main.add_command(dev, "dev")
+main.add_command(predict_command, "predict")
+main.add_command(demo_command, "demo")
+bench.add_command(load, "load")
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gantry.loadgen.runner import LoadResult
-from gantry.loadgen.stats import pod_share, summary, timeline
+from gantry_cli.loadgen.runner import LoadResult
+from gantry_cli.loadgen.stats import pod_share, summary, timeline
 
 
 def results_document(
