@@ -1,4 +1,4 @@
-"""Operator process wiring: handler loading, settings, metrics, kopf credentials."""
+"""Operator process wiring: settings, metrics, kopf credentials."""
 
 from __future__ import annotations
 
@@ -11,24 +11,11 @@ import pytest
 from gantry.config import OperatorConfig
 from gantry.controller import metrics
 from gantry.controller.connection import _connection_info, _kubeconfig_configuration
-from gantry.controller.handlers import load_handlers
 from gantry.controller.settings import (
     metrics_port,
     operator_kwargs,
     reconcile_interval,
 )
-
-
-def test_missing_handler_modules_are_skipped_and_broken_ones_fail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "gantry_fake_ok.py").write_text("LOADED = True\n")
-    (tmp_path / "gantry_fake_broken.py").write_text("raise RuntimeError('broken on purpose')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    loaded = load_handlers(("gantry_fake_ok", "gantry_fake_absent", "gantry.nothing.here"))
-    assert loaded == ["gantry_fake_ok"]
-    with pytest.raises(RuntimeError, match="broken on purpose"):
-        load_handlers(("gantry_fake_broken",))
 
 
 def test_observe_reconcile_counts_results_errors_and_durations() -> None:
