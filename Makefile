@@ -32,10 +32,11 @@ crds: $(STAMP) ## render crds/*.yaml from the API models and copy them into the 
 	$(BIN)/python -m gantry.crdgen crds
 	PATH=$(CURDIR)/$(BIN):$$PATH scripts/sync-chart-crds.sh
 
-lint: $(STAMP) ## ruff and mypy (strict)
+lint: $(STAMP) ## ruff, mypy (strict) and the import contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PYTHONPATH=operator:. $(BIN)/lint-imports
 
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format .
