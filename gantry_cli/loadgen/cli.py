@@ -1,4 +1,8 @@
-"""`gantry bench load`: gRPC load on a profile, live progress, JSON results and a plot."""
+"""`gantry bench load`: gRPC load on a profile, live progress, JSON results and a plot.
+
+For a steady load use perf_analyzer, the reference client (.tools/bin/perf_analyzer);
+this command is for time-varying profiles with a timeline and plot (see the package).
+"""
 
 from __future__ import annotations
 
@@ -88,7 +92,11 @@ def load(
     slo_ms: float | None,
     quiet: bool,
 ) -> None:
-    """Send gRPC load to SERVICE (an InferenceService) or --url targets, following --profile."""
+    """Send gRPC load to SERVICE (an InferenceService) or --url targets, following --profile.
+
+    For a steady load, Triton's perf_analyzer (.tools/bin/perf_analyzer) is the reference
+    client; this command is for load that changes over time, with a timeline and a plot.
+    """
     from gantry_cli.loadgen.endpoints import Endpoints, FixedEndpoints, ServiceEndpoints
     from gantry_cli.loadgen.report import plot, results_document, write_json
     from gantry_cli.loadgen.runner import LoadRunner, random_inputs

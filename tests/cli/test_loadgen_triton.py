@@ -147,3 +147,19 @@ async def test_scraped_rates_match_the_load(triton: str) -> None:
     assert metrics.p95_source == "summary"
     assert metrics.latency_p95_ms is not None
     assert metrics.latency_p95_ms >= metrics.latency_mean_ms * 0.9
+
+
+def test_perf_analyzer_measures_the_local_triton(triton: str, tmp_path: Path) -> None:
+    """The reference client `make tools` installs runs here (no GPU) and reads sane numbers;
+    `bench/perf_analyzer_compare.py` compares it with `gantry bench load`."""
+    from bench.perf_analyzer_compare import perf_analyzer
+    from dev_cluster.local_triton import tools_dir
+
+    executable = tools_dir() / "bin" / "perf_analyzer"
+    if not executable.exists():
+        pytest.skip("perf_analyzer is not installed under .tools (run `make tools`)")
+    load = {"kind": "concurrency", "value": 1}
+    measured = perf_analyzer(executable, f"{triton}:8001", load, 3.0, tmp_path)
+    assert measured["p50_ms"] >= SERVICE_MS
+    # One client, one request at a time, each taking at least the service time.
+    assert 0 < measured["throughput"] <= 1000 / SERVICE_MS
