@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 sys.path.insert(0, str(ROOT))
 
 from dev_cluster.cluster import DevCluster  # noqa: E402
-from gantry.k8s import KubeClient  # noqa: E402
+from gantry.k8s.client import KubeClient  # noqa: E402
 
 API, PLURAL, NS = "gantry.dev/v1alpha1", "trainingjobs", "default"
 

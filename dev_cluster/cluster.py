@@ -96,6 +96,9 @@ DEV_VALUES: dict[str, Any] = {
         "tritonResources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
         "optimizerResources": {"requests": {"cpu": "250m", "memory": "512Mi"}},
         "modelStorageAccessMode": "ReadWriteOnce",
+        # Reconciles are driven by watch events; an hour-long resync on the dev cluster
+        # means anything that only worked because of a periodic re-check stalls visibly.
+        "resyncSeconds": 3600,
     },
 }
 

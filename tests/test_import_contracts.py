@@ -130,10 +130,5 @@ def test_a_pure_reconciler_loads_no_kubernetes_client(module: str) -> None:
     assert _loaded_clients(module, skip_k8s_init=True) == [], f"importing {module} loads them"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operator/gantry/k8s/__init__.py re-exports KubeClient: importing any gantry.k8s "
-    "helper (conditions, ownership) loads gantry.k8s.client and kubernetes",
-)
 def test_the_kubernetes_kit_package_loads_no_client() -> None:
     assert _loaded_clients("gantry.k8s.conditions", skip_k8s_init=False) == []

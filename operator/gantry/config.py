@@ -152,6 +152,48 @@ class OperatorConfig(BaseModel):
         "cluster's pods share the host's) practically never pick the same port.",
     )
 
+    # --- how the operator itself runs -------------------------------------------------
+    resync_seconds: float = Field(
+        default=300.0,
+        ge=10,
+        le=86400,
+        description="Each TrainingJob and InferenceService is reconciled when it or one of "
+        "its children changes (watch events); this slow resync only re-checks objects at "
+        "rest, in case an event was missed. Deadlines and TTLs wake them at their due time.",
+    )
+    api_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="Read timeout of each Kubernetes API call; throttled (429), failing "
+        "(5xx) and timed-out calls are retried with back-off and jitter.",
+    )
+    reconcile_workers: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Threads writing to the API for the reconcilers (passes of one object "
+        "never overlap; passes of different objects run in parallel up to this number).",
+    )
+    metrics_port: int = Field(
+        default=8081, ge=0, lt=65536, description="Prometheus /metrics port; 0 turns it off."
+    )
+    liveness: str | None = Field(
+        default="http://0.0.0.0:8080/healthz",
+        description="kopf's liveness endpoint (red while the API cannot be reached); "
+        "empty or null turns it off.",
+    )
+    peering: str | None = Field(
+        default=None,
+        description="Name of the kopf peering object when several replicas run (one "
+        "active, the others standing by); null: standalone.",
+    )
+
+    @field_validator("liveness", "peering", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator("triton_backends", "watch_namespaces", "allowed_volume_sources", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

@@ -33,8 +33,9 @@ import yaml
 Scope = Literal["cluster", "namespace"]
 Feature = Literal["always", "clusterwide-peering", "namespaced-peering"]
 
-# `KubeClient.apply`: read the child, then create it or merge-patch the fields that differ.
-_APPLY = ("get", "create", "patch")
+# A child kind: the watch cache lists and watches it (the reconcilers never GET it), and
+# children are created, then server-side applied (a patch) when they differ.
+_CHILD = ("list", "watch", "create", "patch")
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ RULES: tuple[Rule, ...] = (
         "gantry.dev",
         "trainingjobs",
         ("get", "list", "watch", "patch", "delete"),
-        "kopf watches them and patches finalizers/annotations; the reconciler reads each one "
-        "fresh and deletes it after ttlSecondsAfterFinished; the trainer Role grants get",
+        "kopf watches them (watch cache) and patches finalizers/annotations; the reconciler "
+        "deletes one after ttlSecondsAfterFinished; the trainer Role grants get",
     ),
     Rule(
         "gantry.dev",
@@ -105,8 +106,8 @@ RULES: tuple[Rule, ...] = (
         "gantry.dev",
         "inferenceservices",
         ("get", "list", "watch", "patch", "delete"),
-        "kopf watches them and patches finalizers/annotations; reconciler and autoscaler "
-        "read each one fresh; the uninstall hook deletes them while the operator still runs",
+        "kopf watches them (watch cache) and patches finalizers/annotations; the uninstall "
+        "hook deletes them while the operator still runs",
     ),
     Rule(
         "gantry.dev",
@@ -118,16 +119,16 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "batch",
         "jobs",
-        ("get", "list", "create", "patch", "delete"),
+        ("get", "list", "watch", "create", "patch", "delete"),
         "one Indexed Job per training attempt (suspend toggled by patch, old attempts "
-        "deleted) and the optimize Jobs; listed by label",
+        "deleted) and the optimize Jobs; watch cache; get: a lost worker is noted on its Job",
     ),
     Rule(
         "",
         "pods",
         ("list", "watch"),
-        "worker and optimize pod states and termination messages (model/optimize reports); "
-        "kopf watches worker pods (`@kopf.on.event`) to notice a worker deleted mid-run",
+        "watch cache of worker, optimize and Triton pods: states, readiness, termination "
+        "messages (model/optimize reports), a worker deleted mid-run",
     ),
     Rule(
         "",
@@ -138,61 +139,56 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         "services",
-        _APPLY,
+        _CHILD,
         "headless rendezvous Service of a TrainingJob; Triton and headless Services",
     ),
     Rule(
         "",
         "serviceaccounts",
-        _APPLY,
+        _CHILD,
         "<job>-trainer identity, so workers can report progress and nothing else",
     ),
     Rule(
         "rbac.authorization.k8s.io",
         "roles",
-        _APPLY,
+        _CHILD,
         "the trainer Role: get/patch on its own trainingjobs/status (resourceNames)",
     ),
     Rule(
         "rbac.authorization.k8s.io",
         "rolebindings",
-        _APPLY,
+        _CHILD,
         "binds the trainer Role to <job>-trainer",
     ),
     Rule(
         "apps",
         "deployments",
-        _APPLY,
+        _CHILD,
         "the Triton Deployment; the built-in autoscaler patches its replicas",
     ),
     Rule(
         "",
         "persistentvolumeclaims",
-        ("list", "create"),
-        "the default model-repository claim is created when absent",
+        ("list", "watch", "create"),
+        "watch cache of claim names (a service may wait for its model's claim); the default "
+        "model-repository claim is created when absent",
     ),
     Rule(
         "policy",
         "poddisruptionbudgets",
-        (*_APPLY, "delete"),
+        (*_CHILD, "delete"),
         "keeps Triton serving through node drains; removed when replicas drop to one",
-    ),
-    Rule(
-        "discovery.k8s.io",
-        "endpointslices",
-        ("list",),
-        "the ready Triton pods the autoscaler scrapes",
     ),
     Rule(
         "autoscaling",
         "horizontalpodautoscalers",
-        (*_APPLY, "delete"),
+        (*_CHILD, "delete"),
         "autoscaling mode hpa: an HPA on prometheus-adapter metrics; removed in other modes",
     ),
     Rule(
         "keda.sh",
         "scaledobjects",
-        (*_APPLY, "delete"),
+        ("get", "create", "patch", "delete"),
         "autoscaling mode keda: a ScaledObject with Prometheus triggers; removed otherwise",
     ),
 )

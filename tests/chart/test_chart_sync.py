@@ -34,12 +34,21 @@ def test_values_config_defaults_are_the_operator_defaults() -> None:
     assert from_values == OperatorConfig()
 
 
+# Settings the chart derives from its own top-level values (`metrics`, `peering`,
+# `healthPort`), passed as GANTRY_* variables and `--liveness` in the Deployment.
+CHART_DERIVED = {"metricsPort": "GANTRY_METRICS_PORT", "peering": "GANTRY_PEERING"}
+
+
 def test_values_schema_covers_exactly_the_operator_config_fields() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     config = schema["properties"]["config"]
     aliases = {field.alias or name for name, field in OperatorConfig.model_fields.items()}
-    assert set(config["properties"]) == aliases
+    assert set(config["properties"]) == aliases - {*CHART_DERIVED, "liveness"}
     assert config["additionalProperties"] is False
+    deployment = (CHART / "templates" / "deployment.yaml").read_text(encoding="utf-8")
+    for variable in CHART_DERIVED.values():
+        assert f"name: {variable}" in deployment
+    assert "--liveness=" in deployment
 
 
 def test_every_schema_object_level_forbids_unknown_keys() -> None:

@@ -228,9 +228,13 @@ def apiserver_requests(cluster: DevCluster, verb: str, resource: str) -> int:
 def test_unchanged_service_is_left_alone(
     cluster: DevCluster, kube: KubeClient, exports: Path
 ) -> None:
-    """At rest the operator reconciles every second and finds nothing to change: the API
-    server's defaults and canonical quantities do not read as differences, so no
-    Deployment PATCH is sent and no Triton pod is replaced or restarted."""
+    """A pass that finds nothing to change writes nothing.
+
+    Reconciles run on watch events (the dev cluster's resync is an hour). An unrelated
+    annotation on the Deployment (a child event) and then deleting the headless Service
+    each wake the service; once the Service is back, both passes have run. The API
+    server's defaults and canonical quantities must not read as differences: no Deployment
+    PATCH is sent but the test's own, and no Triton pod is replaced or restarted."""
     wait_for(
         lambda: ready_version(kube, "digits", 1), "digits Ready", 90, debug_view(cluster, kube)
     )
@@ -243,23 +247,27 @@ def test_unchanged_service_is_left_alone(
         )
 
     deployment = kube.get("apps/v1", "deployments", "digits-triton", NS)
-    assert deployment is not None
+    headless = kube.get("v1", "services", "digits-headless", NS)
+    assert deployment is not None and headless is not None
     pods_before = triton_pods()
     patches_before = apiserver_requests(cluster, "PATCH", "deployments")
-    reads_before = apiserver_requests(cluster, "GET", "inferenceservices")
-    # Enough reads of the service for the operator to have reconciled it several times.
-    wait_for(
-        lambda: apiserver_requests(cluster, "GET", "inferenceservices") >= reads_before + 15,
-        "several reconcile passes",
-        120,
-        debug_view(cluster, kube),
-    )
-    assert apiserver_requests(cluster, "PATCH", "deployments") == patches_before, (
+    poke = {"metadata": {"annotations": {"test.gantry.dev/poke": "1"}}}
+    kube.patch("apps/v1", "deployments", "digits-triton", NS, poke)
+    kube.delete("v1", "services", "digits-headless", NS)
+
+    def recreated() -> bool:
+        again = kube.get("v1", "services", "digits-headless", NS)
+        return again is not None and again["metadata"]["uid"] != headless["metadata"]["uid"]
+
+    wait_for(recreated, "the headless Service to come back", 60, debug_view(cluster, kube))
+    assert apiserver_requests(cluster, "PATCH", "deployments") == patches_before + 1, (
         cluster.operator_logs()
     )
     after = kube.get("apps/v1", "deployments", "digits-triton", NS)
     assert after is not None
-    assert after["metadata"]["generation"] == deployment["metadata"]["generation"]
+    # (A Deployment's generation counts annotation changes too, the test's poke among them.)
+    assert after["spec"]["template"] == deployment["spec"]["template"], cluster.operator_logs()
+    assert after["metadata"]["annotations"]["test.gantry.dev/poke"] == "1", "not ours to drop"
     assert triton_pods() == pods_before and all(n == 0 for _, n in pods_before)
 
 
@@ -468,3 +476,60 @@ def test_clients_reach_the_service_by_name(
         code = example.main(["--service", "digits", "--kubeconfig", str(cluster.kubeconfig)])
     assert code == 0
     assert "held-out digits: 360" in out.getvalue()
+
+
+def test_a_users_service_and_pdb_under_child_names_are_left_alone(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    """A Service `shared` and a PDB `shared-triton` that the user made: an InferenceService
+    `shared` reports ResourceConflict, never rewrites, adopts or (on deletion) removes them."""
+    users_service = kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "shared", "namespace": NS, "labels": {"app": "web"}},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]},
+        }
+    )
+    pdb = kube.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "shared-triton", "namespace": NS},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+        }
+    )
+    kube.create(service("shared", "pvc://exports/digits/v1", replicas=2))
+
+    def conflict() -> dict[str, Any] | None:
+        found = condition(status_of(kube, "shared"), "ResourceConflict")
+        return (
+            found
+            if found.get("status") == "True" and "PodDisruptionBudget" in str(found.get("message"))
+            else None
+        )
+
+    reported = wait_for(conflict, "ResourceConflict", 120, debug_view(cluster, kube))
+    assert "Service 'shared' already exists" in reported["message"]
+    assert condition(status_of(kube, "shared"), "Ready")["status"] == "False"
+    for before, api, plural in (
+        (users_service, "v1", "services"),
+        (pdb, "policy/v1", "poddisruptionbudgets"),
+    ):
+        after = kube.get(api, plural, before["metadata"]["name"], NS)
+        assert after is not None
+        # (The disruption controller keeps writing the PDB's status: compare what users own.)
+        assert after["spec"] == before["spec"]
+        assert after["metadata"].get("labels") == before["metadata"].get("labels")
+        assert not after["metadata"].get("ownerReferences")
+        managers = {f.get("manager") for f in after["metadata"].get("managedFields") or []}
+        assert "gantry" not in managers, managers
+    kube.delete(API, ISVC, "shared", NS)
+    wait_for(
+        lambda: kube.get(API, ISVC, "shared", NS) is None,
+        "shared deleted",
+        60,
+        debug_view(cluster, kube),
+    )
+    assert kube.get("v1", "services", "shared", NS) is not None
+    assert kube.get("policy/v1", "poddisruptionbudgets", "shared-triton", NS) is not None

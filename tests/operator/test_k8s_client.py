@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gantry.k8s import ApiError, Conflict, Invalid, KubeClient, NotFound, event
+from gantry.k8s.client import KubeClient
+from gantry.k8s.errors import ApiError, Conflict, Invalid, NotFound
+from gantry.k8s.events import event
 
 if TYPE_CHECKING:
     from dev_cluster.controlplane.threaded import ThreadedControlPlane

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gantry.config import OperatorConfig
+from gantry.config import ConfigError, OperatorConfig, load_config
 from gantry.controller import metrics
 from gantry.controller.connection import _connection_info, _kubeconfig_configuration
-from gantry.controller.settings import (
-    metrics_port,
-    operator_kwargs,
-    reconcile_interval,
-)
+from gantry.controller.settings import operator_kwargs
 
 
 def test_observe_reconcile_counts_results_errors_and_durations() -> None:
@@ -35,25 +31,34 @@ def test_observe_reconcile_counts_results_errors_and_durations() -> None:
     assert metrics.serve(0) is None, "port 0 turns the endpoint off"
 
 
-def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GANTRY_RECONCILE_INTERVAL", "2.5")
-    monkeypatch.setenv("GANTRY_METRICS_PORT", "0")
-    assert reconcile_interval() == 2.5 and metrics_port() == 0
-    monkeypatch.setenv("GANTRY_RECONCILE_INTERVAL", "soon")
-    with pytest.raises(ValueError, match="GANTRY_RECONCILE_INTERVAL"):
-        reconcile_interval()
-    monkeypatch.setenv("GANTRY_METRICS_PORT", "99999")
-    with pytest.raises(ValueError, match="out of range"):
-        metrics_port()
-    monkeypatch.delenv("GANTRY_PEERING", raising=False)
+def test_operator_settings_live_in_the_typed_configuration() -> None:
+    """Resync, timeouts, ports, liveness and peering: one model, chart values or GANTRY_*."""
+    defaults = load_config({})
+    assert defaults.resync_seconds >= 60, "a slow resync: events drive reconciles"
+    assert defaults.metrics_port == 8081 and defaults.peering is None
+    assert defaults.liveness == "http://0.0.0.0:8080/healthz"
+    env = {
+        "GANTRY_RESYNC_SECONDS": "120",
+        "GANTRY_METRICS_PORT": "0",
+        "GANTRY_LIVENESS": "",
+        "GANTRY_PEERING": "gantry",
+        "GANTRY_SCRAPE_INTERVAL_SECONDS": "30",
+    }
+    config = load_config(env)
+    assert config.resync_seconds == 120 and config.metrics_port == 0
+    assert config.liveness is None and config.peering == "gantry"
+    assert config.scrape_interval_seconds == 30, "kept as configured, not capped"
+    with pytest.raises(ConfigError, match=r"metrics_port|metricsPort"):
+        load_config({"GANTRY_METRICS_PORT": "99999"})
+    with pytest.raises(ConfigError, match="resync"):
+        load_config({"GANTRY_RESYNC_SECONDS": "soon"})
     assert operator_kwargs(OperatorConfig()) == {
         "clusterwide": True,
         "namespaces": [],
         "standalone": True,
         "peering_name": None,
     }
-    monkeypatch.setenv("GANTRY_PEERING", "gantry")
-    scoped = operator_kwargs(OperatorConfig(watch_namespaces=("ml",)))
+    scoped = operator_kwargs(OperatorConfig(watch_namespaces=("ml",), peering="gantry"))
     assert scoped == {
         "clusterwide": False,
         "namespaces": ["ml"],

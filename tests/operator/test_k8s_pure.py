@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gantry.k8s import adopt, get_condition, now_rfc3339, owner_reference, plural_of, set_condition
-from gantry.k8s.client import _contains, owned_fields, resource_path
+from gantry.k8s.client import _contains, owned_fields, plural_of, resource_path
+from gantry.k8s.conditions import get_condition, now_rfc3339, set_condition
 from gantry.k8s.errors import ApiError, Conflict, Invalid, NotFound, from_status
 from gantry.k8s.events import MAX_MESSAGE, build_event
+from gantry.k8s.ownership import adopt, owner_reference
 
 OWNER = {
     "apiVersion": "gantry.dev/v1alpha1",
@@ -87,13 +88,18 @@ def test_owner_reference_needs_uid() -> None:
         ("Pod", "pods"),
         ("TrainingJob", "trainingjobs"),
         ("Endpoints", "endpoints"),
-        ("NetworkPolicy", "networkpolicies"),
-        ("Ingress", "ingresses"),
-        ("Widget", "widgets"),
+        ("PodDisruptionBudget", "poddisruptionbudgets"),
+        ("ScaledObject", "scaledobjects"),
     ],
 )
 def test_plural_of(kind: str, plural: str) -> None:
     assert plural_of(kind) == plural
+
+
+@pytest.mark.parametrize("kind", ["Widget", "NetworkPolicy", ""])
+def test_plural_of_an_unknown_kind_is_an_error_not_a_guess(kind: str) -> None:
+    with pytest.raises(ValueError, match="not one Gantry manages"):
+        plural_of(kind)
 
 
 def test_resource_paths() -> None:
@@ -140,6 +146,6 @@ def test_event_never_raises() -> None:
         def create(self, obj: object) -> dict[str, object]:
             raise RuntimeError("api down")
 
-    from gantry.k8s import event
+    from gantry.k8s.events import event
 
     event(Broken(), OWNER, "Created", "hello")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gantry.config import OperatorConfig
-from gantry.k8s import KubeClient
+from gantry.k8s.client import KubeClient
 from gantry.trainingjob.handlers import reconcile_once
 from tests.conftest import wait_for
 
@@ -234,11 +234,23 @@ def test_a_quiet_pass_writes_nothing(
         play_kubelet(admin, namespace, pod, "Running")
     reconcile_once(operator, namespace, "quiet", config=CONFIG)
     assert status_of(admin, namespace, "quiet")["phase"] == "Running"
-    before = admin.get(API, PLURAL, "quiet", namespace)
+    children = [
+        ("batch/v1", "jobs", "quiet-a1"),
+        ("v1", "services", "quiet-workers"),
+        ("v1", "serviceaccounts", "quiet-trainer"),
+        ("rbac.authorization.k8s.io/v1", "roles", "quiet-trainer"),
+        ("rbac.authorization.k8s.io/v1", "rolebindings", "quiet-trainer"),
+    ]
+
+    def versions() -> list[str]:
+        found = [admin.get(API, PLURAL, "quiet", namespace)]
+        found += [admin.get(api, plural, name, namespace) for api, plural, name in children]
+        assert all(found)
+        return [str(o["metadata"]["resourceVersion"]) for o in found if o]
+
+    before = versions()
     reconcile_once(operator, namespace, "quiet", config=CONFIG)
-    after = admin.get(API, PLURAL, "quiet", namespace)
-    assert before and after
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert versions() == before, "the same desired state applied twice wrote again"
 
 
 def test_failed_worker_restarts_then_fails_and_progress_survives(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gantry.config import OperatorConfig
-from gantry.k8s import get_condition
+from gantry.k8s.conditions import get_condition
 from gantry.trainingjob import naming
 from gantry.trainingjob.state import (
     Observed,

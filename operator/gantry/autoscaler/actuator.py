@@ -12,7 +12,9 @@ loop stays free) and owns exactly:
 - `ScaledUp` / `ScaledDown` Events.
 
 Services without `spec.autoscaling` are scraped too, so `kubectl get` shows their
-latency and request rate; nothing is decided for them.
+latency and request rate; nothing is decided for them. In the operator the service,
+its Deployment and pods are read from the watch caches (`CachedReads`), and the status is
+written only when a figure or decision changed, so a service at rest costs no API calls.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from gantry.autoscaler.decision import Decision, Observation, Policy, Recommenda
 from gantry.autoscaler.rates import ServiceMetrics
 from gantry.autoscaler.scrape import PodTarget, ScrapeResult, ready_targets, scrape
 from gantry.inferenceservice.names import deployment_name, selector_string
+from gantry.k8s.children import controlled_by
+from gantry.k8s.client import matches
 from gantry.k8s.conditions import now_rfc3339, parse_time
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
@@ -91,6 +95,60 @@ class Kube(Protocol):
 
 
 Scraper = Callable[[Sequence[PodTarget], str], Awaitable[ScrapeResult]]
+
+
+class Reads(Protocol):
+    """Where a round reads the service, its Deployment and its Triton pods."""
+
+    async def isvc(self) -> dict[str, Any] | None: ...
+
+    async def deployment(self) -> dict[str, Any] | None: ...
+
+    async def pods(self) -> list[dict[str, Any]]: ...
+
+    def cached(self, kind: str, name: str) -> dict[str, Any] | Unknown | None: ...
+
+
+class Unknown:
+    """`Reads.cached` of a kind no cache holds: the caller must ask the API."""
+
+
+UNKNOWN = Unknown()
+
+
+class ApiReads:
+    """Reads straight from the API (tests, tools without watch caches)."""
+
+    def __init__(self, kube: Kube, name: str, namespace: str) -> None:
+        self.kube, self.name, self.namespace = kube, name, namespace
+
+    async def isvc(self) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.kube.get, *ISVC, self.name, self.namespace)
+
+    async def deployment(self) -> dict[str, Any] | None:
+        return await asyncio.to_thread(
+            self.kube.get, *DEPLOYMENT, deployment_name(self.name), self.namespace
+        )
+
+    async def pods(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            self.kube.list, *PODS, self.namespace, label_selector=selector_string(self.name)
+        )
+
+    def cached(self, kind: str, name: str) -> dict[str, Any] | Unknown | None:
+        return UNKNOWN
+
+
+def reported(autoscaling: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`status.autoscaling` without its timestamp: what a new round compares against."""
+    return {k: v for k, v in (autoscaling or {}).items() if k != "sampledAt"}
+
+
+def needs_report(isvc: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """True when the round's figures or decision differ from what the status shows."""
+    current = reported((isvc.get("status") or {}).get("autoscaling"))
+    wanted = reported(patch["status"]["autoscaling"])
+    return any(current.get(k) != v for k, v in wanted.items())
 
 
 def _on_decision(direction: str) -> None:
@@ -180,8 +238,10 @@ class ServiceAutoscaler:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         prometheus: str | None = None,
+        reads: Reads | None = None,
     ) -> None:
         self.kube = kube
+        self.reads: Reads = reads or ApiReads(kube, name, namespace)
         self.name = name
         self.namespace = namespace
         self.scraper: Scraper = scraper or (lambda targets, model: scrape(targets, model))
@@ -199,7 +259,7 @@ class ServiceAutoscaler:
 
     async def run_round(self) -> RoundResult:
         """One full round; API errors propagate (the daemon logs them and tries again)."""
-        isvc = await self._call(self.kube.get, *ISVC, self.name, self.namespace)
+        isvc = await self.reads.isvc()
         if isvc is None:
             return RoundResult()
         try:
@@ -212,10 +272,7 @@ class ServiceAutoscaler:
             self.last_scale_at = remembered_scale_at(isvc, self.clock(), self.wall_clock())
         await self._sync_objects(isvc, spec)
 
-        pods = await self._call(
-            self.kube.list, *PODS, self.namespace, label_selector=selector_string(self.name)
-        )
-        targets = ready_targets(pods)
+        targets = ready_targets(await self.reads.pods())
         scraped = await self.scraper(targets, self.name)
         if scraped.failures:
             _on_scrape_failures(len(scraped.failures))
@@ -246,9 +303,10 @@ class ServiceAutoscaler:
                 current=current,
                 last_scale_time=last_scale,
             )
-        await self._call(
-            self.kube.patch, *ISVC, self.name, self.namespace, patch, subresource="status"
-        )
+        if needs_report(isvc, patch):
+            await self._call(
+                self.kube.patch, *ISVC, self.name, self.namespace, patch, subresource="status"
+            )
         return result
 
     async def _builtin(
@@ -260,9 +318,7 @@ class ServiceAutoscaler:
         result: RoundResult,
     ) -> tuple[int | None, str | None]:
         """Decide and set the Deployment's replicas; (replicas before, scale time if scaled)."""
-        deployment = await self._call(
-            self.kube.get, *DEPLOYMENT, deployment_name(self.name), self.namespace
-        )
+        deployment = await self.reads.deployment()
         if deployment is None:  # not created yet by the InferenceService reconciler
             return None, None
         spec_replicas = (deployment.get("spec") or {}).get("replicas")
@@ -295,17 +351,25 @@ class ServiceAutoscaler:
         return current, now_rfc3339()
 
     async def _sync_objects(self, isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> None:
-        """Create/update this mode's HPA or ScaledObject; delete the other modes' (owned) ones."""
+        """Create/update this mode's HPA or ScaledObject; delete the other modes' (owned) ones.
+
+        Kinds in the watch cache (HPA) are compared every round at no cost; the others
+        (KEDA's ScaledObject, maybe not installed) are read when the spec changes and at
+        the slow resync only.
+        """
         generation = (isvc.get("metadata") or {}).get("generation")
         now = self.clock()
+        due = self._objects_synced is None
         if self._objects_synced is not None:
             synced_generation, at = self._objects_synced
-            if synced_generation == generation and now - at < OBJECTS_RESYNC_SECONDS:
-                return
-        uid = (isvc.get("metadata") or {}).get("uid")
+            due = synced_generation != generation or now - at >= OBJECTS_RESYNC_SECONDS
+        uid = str((isvc.get("metadata") or {}).get("uid"))
         for desired in objects.desired_objects(isvc, spec, prometheus=self.prometheus):
+            current = self.reads.cached(str(desired["kind"]), self.name)
+            if isinstance(current, Unknown) and not due:
+                continue
             try:
-                await self._call(self.kube.apply, desired)
+                await self._apply_object(desired, current, uid)
             except ApiError as err:
                 log.warning(
                     "%s/%s: cannot apply %s (is its API installed?): %s",
@@ -315,14 +379,36 @@ class ServiceAutoscaler:
                     err,
                 )
         for api_version, kind, plural in objects.stale_kinds(spec):
-            try:
-                found = await self._call(
-                    self.kube.get, api_version, plural, self.name, self.namespace
-                )
-            except ApiError:  # e.g. KEDA's API is not installed: nothing to delete
-                continue
-            refs = ((found or {}).get("metadata") or {}).get("ownerReferences") or []
-            if found is not None and any(r.get("uid") == uid for r in refs):
+            found = self.reads.cached(kind, self.name)
+            if isinstance(found, Unknown):
+                if not due:
+                    continue
+                try:
+                    found = await self._call(
+                        self.kube.get, api_version, plural, self.name, self.namespace
+                    )
+                except ApiError:  # e.g. KEDA's API is not installed: nothing to delete
+                    continue
+            if found is not None and controlled_by(found, uid):
                 log.info("%s/%s: deleting stale %s", self.namespace, self.name, kind)
                 await self._call(self.kube.delete, api_version, plural, self.name, self.namespace)
-        self._objects_synced = (generation, now)
+        if due:
+            self._objects_synced = (generation, now)
+
+    async def _apply_object(
+        self, desired: Mapping[str, Any], current: dict[str, Any] | Unknown | None, uid: str
+    ) -> None:
+        if isinstance(current, Unknown):
+            await self._call(self.kube.apply, desired)
+        elif current is not None and not controlled_by(current, uid):
+            log.warning(
+                "%s/%s: %s %s exists and is not this service's: left alone",
+                self.namespace,
+                self.name,
+                desired["kind"],
+                self.name,
+            )
+        elif current is None:
+            await self._call(self.kube.create, desired)
+        elif not matches(current, desired):
+            await self._call(self.kube.apply, desired)

@@ -13,12 +13,7 @@ import kopf
 from gantry.config import ConfigError
 from gantry.controller import metrics
 from gantry.controller.handlers import load_handlers
-from gantry.controller.settings import (
-    liveness_endpoint,
-    metrics_port,
-    operator_config,
-    operator_kwargs,
-)
+from gantry.controller.settings import operator_config, operator_kwargs
 
 log = logging.getLogger("gantry.controller")
 
@@ -55,7 +50,9 @@ def _usable_liveness(url: str | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gantry.controller", description=__doc__)
-    parser.add_argument("--liveness", default=liveness_endpoint(), help="health endpoint URL")
+    parser.add_argument(
+        "--liveness", default=None, help="health endpoint URL (default: config `liveness`)"
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -63,21 +60,22 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # Level-triggered timers succeed every second per object: log only what goes wrong.
+        # kopf logs every handler run per object: keep only what goes wrong.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     try:
         config = operator_config()
-        port = metrics_port()
     except (ConfigError, ValueError) as err:
         log.error("%s", err)
         return 2
     load_handlers()
+    port = config.metrics_port
     if port and not _port_free("0.0.0.0", port):
         log.warning("metrics port %d is in use: /metrics disabled", port)
     else:
         metrics.serve(port)
-    kopf.run(liveness_endpoint=_usable_liveness(args.liveness), **operator_kwargs(config))
+    liveness = args.liveness if args.liveness is not None else config.liveness
+    kopf.run(liveness_endpoint=_usable_liveness(liveness), **operator_kwargs(config))
     return 0
 
 

@@ -19,7 +19,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.incluster_config import InClusterConfigLoader
 
-from gantry.k8s.client import KubeClient
+from gantry.k8s.client import KubeClient, RetryPolicy
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -81,14 +81,21 @@ def environment_configuration(
 def kube_client() -> KubeClient:
     """The process-wide client for the current target (thread-safe; built once)."""
     global _client
+    from gantry.controller.settings import operator_config
+
     with _lock:
         if _client is None:
             if _target is None:
-                _client = KubeClient(k8s_client.ApiClient(environment_configuration()))
+                configuration = environment_configuration()
             elif _is_url(_target):
-                _client = KubeClient.for_url(_target)
+                configuration = k8s_client.Configuration(host=_target.rstrip("/"))
+                configuration.verify_ssl = False
             else:
-                _client = KubeClient(k8s_client.ApiClient(_kubeconfig_configuration(_target)))
+                configuration = _kubeconfig_configuration(_target)
+            # Enough connections for every reconcile thread to have one of its own.
+            configuration.connection_pool_maxsize = operator_config().reconcile_workers + 4
+            retry = RetryPolicy(read_timeout=operator_config().api_timeout_seconds)
+            _client = KubeClient(k8s_client.ApiClient(configuration), retry=retry)
         return _client
 
 

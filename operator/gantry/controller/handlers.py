@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 HANDLER_MODULES = (
     "gantry.controller.settings",
     "gantry.controller.connection",
+    "gantry.controller.watch_cache",
     "gantry.trainingjob.handlers",
     "gantry.inferenceservice.handlers",
     "gantry.autoscaler.handlers",

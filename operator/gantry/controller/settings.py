@@ -1,11 +1,8 @@
 """Operator-wide settings: configuration, kopf tuning and how kopf is started.
 
-Environment (beside `gantry.config`'s GANTRY_* fields):
-- GANTRY_PEERING: name of a KopfPeering (namespaced) / ClusterKopfPeering object; set it
-  to run several replicas with one active (kopf peering). Unset: standalone.
-- GANTRY_METRICS_PORT: Prometheus /metrics port (default 8081; 0 turns it off).
-- GANTRY_LIVENESS: liveness URL (default http://0.0.0.0:8080/healthz; empty turns it off).
-- GANTRY_RECONCILE_INTERVAL: seconds between level-triggered reconciles (default 1).
+Every setting lives in `gantry.config.OperatorConfig` (the chart's `config:` values,
+overridable by `GANTRY_<FIELD>` variables): resync interval, API timeouts, ports,
+liveness and peering included. Nothing else reads the environment for settings.
 """
 
 from __future__ import annotations
@@ -19,11 +16,10 @@ from typing import Any
 import kopf
 
 from gantry.config import OperatorConfig, load_config
+from gantry.controller.reconcile_loop import configure_workers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
-DEFAULT_METRICS_PORT = 8081
 STORAGE_NAME = "kopf"
 TOUCH_ANNOTATION = "gantry.dev/kopf-touch"
 
@@ -34,35 +30,9 @@ def operator_config() -> OperatorConfig:
     return load_config()
 
 
-def reconcile_interval() -> float:
-    raw = os.environ.get("GANTRY_RECONCILE_INTERVAL", "1")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"GANTRY_RECONCILE_INTERVAL={raw!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 300:
-        raise ValueError(f"GANTRY_RECONCILE_INTERVAL={raw!r} must be between 0.1 and 300")
-    return value
-
-
-def metrics_port() -> int:
-    raw = os.environ.get("GANTRY_METRICS_PORT", str(DEFAULT_METRICS_PORT))
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ValueError(f"GANTRY_METRICS_PORT={raw!r} is not a port number") from None
-    if not 0 <= port < 65536:
-        raise ValueError(f"GANTRY_METRICS_PORT={raw!r} is out of range")
-    return port
-
-
-def liveness_endpoint() -> str | None:
-    return os.environ.get("GANTRY_LIVENESS", DEFAULT_LIVENESS) or None
-
-
 def operator_kwargs(config: OperatorConfig) -> dict[str, Any]:
     """kopf.run/kopf.operator arguments: scope and peering."""
-    peering = os.environ.get("GANTRY_PEERING") or None
+    peering = config.peering
     namespaces = list(config.watch_namespaces)
     return {
         "clusterwide": not namespaces,
@@ -103,11 +73,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.cancellation_polling = 2.0
     settings.posting.enabled = True
     settings.posting.level = logging.WARNING
-    settings.peering.mandatory = bool(os.environ.get("GANTRY_PEERING"))
+    config = operator_config()
+    configure_workers(config.reconcile_workers)
+    settings.peering.mandatory = config.peering is not None
+    # The pod's own name (downward API): kopf's identity among peers, not a setting.
     settings.peering.priority = peering_priority(os.environ.get("POD_ID", ""))
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
-    config = operator_config()
+    # Every API call kopf makes (patches, events, peering) gives up after this long.
+    settings.networking.request_timeout = config.api_timeout_seconds
+    settings.networking.connect_timeout = 10
     scope = ", ".join(config.watch_namespaces) or "all namespaces"
     log.info("gantry operator configured: watching %s", scope)

@@ -1,4 +1,4 @@
-"""Observe an InferenceService's children and apply a Plan: the reconciler's only I/O."""
+"""Observe an InferenceService's children from the watch caches and write a Plan's changes."""
 
 from __future__ import annotations
 
@@ -9,11 +9,23 @@ from typing import Any
 
 from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.config import OperatorConfig
+from gantry.controller.reconcile_loop import OwnerKey
+from gantry.controller.watch_cache import INFERENCESERVICE, ClusterView, current_children
 from gantry.inferenceservice import names
 from gantry.inferenceservice.reconcile import Observed, Plan, reconcile
 from gantry.inferenceservice.status import OWNED_FIELDS
+from gantry.k8s.children import (
+    CONFLICT_CONDITION,
+    ForeignObject,
+    conflict_message,
+    controlled_by,
+    foreign_objects,
+    log_outcome,
+    with_conflict_condition,
+    write_child,
+)
 from gantry.k8s.client import KubeClient
-from gantry.k8s.conditions import now_rfc3339
+from gantry.k8s.conditions import now_rfc3339, set_condition
 from gantry.k8s.errors import Conflict
 from gantry.k8s.events import event
 
@@ -23,40 +35,52 @@ API_VERSION = "gantry.dev/v1alpha1"
 PLURAL = "inferenceservices"
 
 
-def observe(client: KubeClient, isvc: Mapping[str, Any]) -> Observed:
+def observe(view: ClusterView, isvc: Mapping[str, Any]) -> Observed:
+    """The service's children and neighbours, from the watch caches.
+
+    A Deployment or PDB under the child's name that this service does not control is left
+    out (it is someone else's, reported as `ResourceConflict`).
+    """
     meta = isvc.get("metadata") or {}
     service = str(meta["name"])
     namespace = str(meta.get("namespace") or "default")
+    uid = str(meta.get("uid"))
     training_job = None
+    ref = training_job_ref(isvc)
+    if ref is not None:
+        training_job = view.training_job(namespace, ref)
+    owner = OwnerKey(INFERENCESERVICE, namespace, service)
+    pods = view.owned("Pod", owner)
+    pods_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    triton_pods = []
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        job = labels.get(names.OPTIMIZE_JOB_LABEL)
+        if labels.get(names.OPTIMIZE_LABEL) == service and job:
+            pods_by_job[str(job)].append(pod)
+        if labels.get(names.SERVICE_LABEL) == service:
+            triton_pods.append(pod)
+    deployment = view.named("Deployment", namespace, names.deployment_name(service))
+    pdb = view.named("PodDisruptionBudget", namespace, names.pdb_name(service))
+    return Observed(
+        training_job=training_job,
+        claims=view.claims(namespace),
+        jobs=[j for j in view.owned("Job", owner) if controlled_by(j, uid)],
+        pods_by_job=dict(pods_by_job),
+        deployment=deployment if deployment and controlled_by(deployment, uid) else None,
+        pdb=pdb if pdb and controlled_by(pdb, uid) else None,
+        triton_pods=triton_pods,
+    )
+
+
+def training_job_ref(isvc: Mapping[str, Any]) -> str | None:
+    """The TrainingJob whose model the service serves, when it names one."""
     try:
         spec = InferenceServiceSpec.model_validate(isvc.get("spec") or {})
     except ValueError:
-        spec = None
-    if spec is not None and spec.model.training_job_ref is not None:
-        training_job = client.get(
-            API_VERSION, "trainingjobs", spec.model.training_job_ref.name, namespace
-        )
-    claims = frozenset(
-        str(c["metadata"]["name"]) for c in client.list("v1", "persistentvolumeclaims", namespace)
-    )
-    selector = f"{names.OPTIMIZE_LABEL}={service}"
-    jobs = client.list("batch/v1", "jobs", namespace, label_selector=selector)
-    pods_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for pod in client.list("v1", "pods", namespace, label_selector=selector):
-        job = ((pod.get("metadata") or {}).get("labels") or {}).get(names.OPTIMIZE_JOB_LABEL)
-        if job:
-            pods_by_job[str(job)].append(pod)
-    return Observed(
-        training_job=training_job,
-        claims=claims,
-        jobs=jobs,
-        pods_by_job=dict(pods_by_job),
-        deployment=client.get("apps/v1", "deployments", names.deployment_name(service), namespace),
-        pdb=client.get("policy/v1", "poddisruptionbudgets", names.pdb_name(service), namespace),
-        triton_pods=client.list(
-            "v1", "pods", namespace, label_selector=names.selector_string(service)
-        ),
-    )
+        return None
+    ref = spec.model.training_job_ref
+    return ref.name if ref is not None else None
 
 
 def _create_if_absent(client: KubeClient, obj: Mapping[str, Any]) -> None:
@@ -90,42 +114,104 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     return patch if isinstance(patch, dict) else {}
 
 
-def apply_plan(client: KubeClient, isvc: Mapping[str, Any], plan: Plan) -> None:
-    namespace = (isvc.get("metadata") or {}).get("namespace")
+_DELETABLE_KINDS = {"jobs": "Job", "poddisruptionbudgets": "PodDisruptionBudget"}
+
+
+def without_foreign(
+    isvc: Mapping[str, Any], plan: Plan, foreign: list[ForeignObject], now: str
+) -> Plan:
+    """The plan minus children whose names others hold; `ResourceConflict` reported."""
+    taken = {(f.kind, f.name) for f in foreign}
+    plan.apply = [c for c in plan.apply if (c["kind"], c["metadata"]["name"]) not in taken]
+    generation = (isvc.get("metadata") or {}).get("generation")
+    conditions = with_conflict_condition(
+        list(plan.status.get("conditions") or []),
+        foreign,
+        INFERENCESERVICE,
+        now=now,
+        generation=generation,
+    )
+    if foreign:
+        before = (isvc.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == CONFLICT_CONDITION for c in before):
+            message = conflict_message(foreign, INFERENCESERVICE)
+            plan.events.append((CONFLICT_CONDITION, message, "Warning"))
+        conditions = set_condition(
+            conditions,
+            "Ready",
+            False,
+            CONFLICT_CONDITION,
+            conflict_message(foreign, INFERENCESERVICE),
+            now=now,
+            generation=generation,
+        )
+    plan.status["conditions"] = conditions
+    return plan
+
+
+def apply_plan(
+    client: KubeClient,
+    isvc: Mapping[str, Any],
+    plan: Plan,
+    view_of: Mapping[tuple[str, str], Mapping[str, Any] | None],
+) -> dict[str, Any] | None:
+    """Write what differs; the service as written when its status changed, else None.
+
+    `view_of` holds the cached object under each planned child's and deletion's
+    (kind, name): children equal to it are not written, and nothing is deleted that
+    this service does not control.
+    """
+    meta = isvc.get("metadata") or {}
+    namespace, uid = meta.get("namespace"), str(meta.get("uid"))
     for obj in plan.create_if_absent:
         _create_if_absent(client, obj)
     for obj in plan.apply:
-        if obj["kind"] == "Job":  # a Job's template is immutable; its name is its content
-            if client.get("batch/v1", "jobs", obj["metadata"]["name"], namespace) is None:
-                _create_if_absent(client, obj)
-            continue
-        _, result = client.apply(obj)
-        if result != "unchanged":
-            log.info("%s %s %s", result, obj["kind"], obj["metadata"]["name"])
+        current = view_of.get((obj["kind"], obj["metadata"]["name"]))
+        if obj["kind"] == "Job" and current is not None:
+            continue  # a Job's template is immutable; its name is its content
+        log_outcome(write_child(client, obj, current), obj)
     for ref in plan.delete:
-        if client.delete(ref.api_version, ref.plural, ref.name, namespace):
+        current = view_of.get((_DELETABLE_KINDS.get(ref.plural, ""), ref.name))
+        mine = current is not None and controlled_by(current, uid)
+        if mine and client.delete(ref.api_version, ref.plural, ref.name, namespace):
             log.info("deleted %s %s", ref.plural, ref.name)
+    written = None
     patch = status_patch(isvc.get("status") or {}, plan.status)
     if patch:
-        client.patch(
+        # The resourceVersion makes the write fail (409) if the service changed meanwhile.
+        written = client.patch(
             API_VERSION,
             PLURAL,
-            isvc["metadata"]["name"],
+            meta["name"],
             namespace,
-            {"status": patch},
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
             subresource="status",
         )
     for reason, message, type_ in plan.events:
         event(client, isvc, reason, message, type_)
+    return written
 
 
-def reconcile_once(
-    client: KubeClient, name: str, namespace: str, config: OperatorConfig
-) -> Plan | None:
-    """Read the service fresh, compute, apply; None when it no longer exists."""
-    isvc = client.get(API_VERSION, PLURAL, name, namespace)
-    if isvc is None or (isvc.get("metadata") or {}).get("deletionTimestamp"):
-        return None
-    plan = reconcile(isvc, observe(client, isvc), config, now=now_rfc3339())
-    apply_plan(client, isvc, plan)
-    return plan
+def children_view(
+    view: ClusterView, namespace: str, plan: Plan
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """The cached objects under the names the plan writes or deletes."""
+    current = current_children(view, namespace, plan.apply)
+    for ref in plan.delete:
+        kind = _DELETABLE_KINDS.get(ref.plural)
+        if kind is not None:
+            current[(kind, ref.name)] = view.named(kind, namespace, ref.name)
+    return current
+
+
+def plan_pass(
+    view: ClusterView, isvc: Mapping[str, Any], config: OperatorConfig
+) -> tuple[Plan, dict[tuple[str, str], dict[str, Any] | None], list[ForeignObject]]:
+    """Observe from the caches and compute (pure but for the cache reads)."""
+    meta = isvc.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "default")
+    now = now_rfc3339()
+    plan = reconcile(isvc, observe(view, isvc), config, now=now)
+    current = children_view(view, namespace, plan)
+    foreign = foreign_objects(plan.apply, current, str(meta.get("uid")))
+    return without_foreign(isvc, plan, foreign, now), current, foreign

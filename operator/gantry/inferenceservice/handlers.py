@@ -1,34 +1,76 @@
-"""kopf wiring: a short per-object timer drives the level-triggered reconcile.
+"""kopf wiring for InferenceServices: one reconcile loop per service, woken by watch events.
 
-The timer fires at once when an InferenceService appears and then every
-`GANTRY_RECONCILE_INTERVAL` seconds (default 1): each pass reads the object and its
-children afresh, so spec edits, Job completions, pod readiness and TrainingJob progress
-are all picked up without watching every child kind. Passes of one object never overlap.
+A pass computes the plan from the watch caches (the service, its optimize Jobs and pods,
+Deployment, PDB, Triton pods, the TrainingJob it serves, the namespace's claims) and
+writes only what differs. The loop sleeps until the service, a child or that TrainingJob
+changes, or until the slow resync.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
+from gantry.config import OperatorConfig
 from gantry.controller.connection import kube_client
 from gantry.controller.metrics import observe_reconcile
-from gantry.controller.settings import operator_config, reconcile_interval
-from gantry.inferenceservice.apply import reconcile_once
-from gantry.k8s.errors import ApiError
+from gantry.controller.reconcile_loop import WAKEUPS, LatestBody, OwnerKey, in_thread, run_loop
+from gantry.controller.settings import operator_config
+from gantry.controller.watch_cache import INFERENCESERVICE, TRAININGJOB, ClusterView
+from gantry.inferenceservice.apply import apply_plan, plan_pass, training_job_ref
 
 log = logging.getLogger(__name__)
 
-KIND = "InferenceService"
+KIND = INFERENCESERVICE
 
 
-@kopf.timer("gantry.dev", "v1alpha1", "inferenceservices", interval=reconcile_interval())
-def reconcile_inferenceservice(*, name: str, namespace: str | None, **_: Any) -> None:
-    with observe_reconcile(KIND):
-        try:
-            reconcile_once(kube_client(), name, namespace or "default", operator_config())
-        except ApiError as err:
-            # Transient API trouble: retried shortly; the operator keeps running.
-            raise kopf.TemporaryError(f"API error while reconciling: {err}", delay=2) from err
+async def reconcile_pass(
+    view: ClusterView, body: Mapping[str, Any], config: OperatorConfig, latest: LatestBody
+) -> float | None:
+    """One pass for one service; it has no time-based work, so never asks for a wake-up."""
+    isvc = latest.pick(body)
+    meta = isvc.get("metadata") or {}
+    if not meta.get("name") or meta.get("deletionTimestamp"):
+        return None
+    namespace, name = str(meta.get("namespace") or "default"), str(meta["name"])
+    ref = training_job_ref(isvc)
+    WAKEUPS.depend(
+        OwnerKey(KIND, namespace, name),
+        [OwnerKey(TRAININGJOB, namespace, ref)] if ref else [],
+    )
+    plan, current, _foreign = plan_pass(view, isvc, config)
+    written = await in_thread(apply_plan, kube_client(), isvc, plan, current)
+    if written is not None:
+        latest.remember(isvc, written)
+    return None
+
+
+@kopf.daemon(
+    "gantry.dev",
+    "v1alpha1",
+    "inferenceservices",
+    id="inferenceservice-loop",
+    cancellation_timeout=1.0,
+)
+async def inferenceservice_loop(
+    name: str | None,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    """Reconcile one InferenceService on every change until it is deleted."""
+    if not name or not namespace:
+        return
+    view, config, latest = ClusterView(kwargs), operator_config(), LatestBody()
+
+    async def one_pass() -> float | None:
+        with observe_reconcile(KIND):
+            return await reconcile_pass(view, body, config, latest)
+
+    await run_loop(
+        OwnerKey(KIND, namespace, name), stopped, one_pass, resync=lambda: config.resync_seconds
+    )

@@ -1,16 +1,23 @@
-"""A small synchronous Kubernetes client for any kind, CRDs included.
+"""The operator's one Kubernetes client: plain-dict CRUD and server-side apply, any kind.
 
-It speaks raw REST paths through the official client's `ApiClient` (auth, TLS and
-kubeconfig handling come from there), so no discovery and no generated model classes are
-needed: objects are plain dicts, exactly as the reconcilers build them.
+It speaks raw REST paths through the official client's `ApiClient` (auth, TLS, kubeconfig
+and in-cluster token handling come from there), so no discovery and no generated model
+classes are needed: objects are plain dicts, exactly as the reconcilers build them. Every
+call has a timeout; throttling (429), server errors (5xx) and lost connections are retried
+with exponential back-off and jitter, honouring `Retry-After`. Writes of children use
+server-side apply under the field manager `gantry`.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 import os
+import random
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -22,6 +29,10 @@ from kubernetes.client.exceptions import ApiException
 from gantry.k8s.errors import ApiError, NotFound, from_status
 from gantry.k8s.quantity import canonical_quantities
 
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "gantry"
+
 PatchType = Literal["merge", "json", "strategic"]
 ApplyResult = Literal["created", "updated", "unchanged"]
 
@@ -29,9 +40,15 @@ _PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
     "strategic": "application/strategic-merge-patch+json",
+    # JSON is YAML: server-side apply accepts the object as built.
+    "apply": "application/apply-patch+yaml",
 }
 
-# Kinds Gantry touches; anything else falls back to the regular English plural.
+# Answers worth another try: throttled, or the server (or the way to it) failing for now.
+RETRYABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+
+# Kinds Gantry touches, and their resource names. A closed table: a kind missing here is a
+# programming error, never guessed from English plural rules.
 _PLURALS = {
     "ClusterKopfPeering": "clusterkopfpeerings",
     "ConfigMap": "configmaps",
@@ -56,6 +73,7 @@ _PLURALS = {
     "Secret": "secrets",
     "Service": "services",
     "ServiceAccount": "serviceaccounts",
+    "ScaledObject": "scaledobjects",
     "StatefulSet": "statefulsets",
     "TrainingJob": "trainingjobs",
 }
@@ -76,18 +94,41 @@ _SERVER_METADATA = frozenset(
 
 
 def plural_of(kind: str) -> str:
-    """The resource name of a kind (Pod → pods), as used in REST paths."""
-    if not kind:
-        raise ValueError("kind must not be empty")
+    """The resource name of a kind Gantry touches (Pod → pods), as used in REST paths."""
     known = _PLURALS.get(kind)
-    if known:
-        return known
-    lower = kind.lower()
-    if lower.endswith("y") and lower[-2:-1] not in ("a", "e", "i", "o", "u"):
-        return lower[:-1] + "ies"
-    if lower.endswith(("s", "x", "z", "ch", "sh")):
-        return lower + "es"
-    return lower + "s"
+    if known is None:
+        raise ValueError(f"kind {kind!r} is not one Gantry manages (no resource name known)")
+    return known
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one call may take and how transient failures are retried."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Full-jitter exponential back-off; the server's Retry-After is a floor."""
+        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
+        wait = random.uniform(0, ceiling)  # jitter, not cryptography
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay * 4))
+        return wait
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` in seconds (the API server sends integers); None when absent or odd."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def resource_path(
@@ -134,6 +175,17 @@ def _contains(actual: Any, wanted: Any) -> bool:
     return bool(actual == wanted)
 
 
+def matches(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """True when `current` already holds every field of `desired` that Gantry sets.
+
+    Server defaults, server-set metadata and quantities the server rewrote in canonical
+    form (`2048Mi` as `2Gi`) are not differences, so applying twice writes once.
+    """
+    return _contains(
+        canonical_quantities(owned_fields(current)), canonical_quantities(owned_fields(desired))
+    )
+
+
 def owned_fields(desired: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a desired object that `apply` owns: no status, no server metadata."""
     owned = {k: v for k, v in desired.items() if k != "status"}
@@ -145,8 +197,16 @@ def owned_fields(desired: Mapping[str, Any]) -> dict[str, Any]:
 class KubeClient:
     """Plain-dict CRUD for any kind; errors come out as `gantry.k8s.errors.ApiError`."""
 
-    def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Any = time.sleep,
+    ) -> None:
         self.api = api_client if api_client is not None else self._from_environment()
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
 
     @staticmethod
     def _from_environment() -> k8s_client.ApiClient:
@@ -206,24 +266,47 @@ class KubeClient:
         content_type: str = "application/json",
         accept: str = "application/json",
     ) -> bytes:
+        """One call, retried while the answer is transient (see `RETRYABLE_STATUSES`)."""
         params = {k: v for k, v in (query or {}).items() if v is not None}
         if params:
             path = f"{path}?{urlencode(params)}"
+        attempt = 0
+        while True:
+            try:
+                return self._request_once(method, path, body, content_type, accept)
+            except ApiError as err:
+                if err.status not in RETRYABLE_STATUSES or attempt + 1 >= self.retry.attempts:
+                    raise
+                wait = self.retry.delay(attempt, err.retry_after)
+                log.info("%s %s: %s; retrying in %.2fs", method, path, err.reason, wait)
+                self._sleep(wait)
+                attempt += 1
+
+    def _request_once(
+        self, method: str, path: str, body: Any, content_type: str, accept: str
+    ) -> bytes:
         headers = {"Accept": accept, "Content-Type": content_type}
         _method, url, headers, _body, _post = self.api.param_serialize(
             method, path, header_params=headers, auth_settings=["BearerToken"]
         )
+        timeout = (self.retry.connect_timeout, self.retry.read_timeout)
         try:
             # The REST layer JSON-encodes dict and list bodies itself.
-            response = self.api.call_api(method, url, header_params=headers, body=body)
+            response = self.api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout
+            )
             data: bytes = response.read() or b""  # type: ignore[no-untyped-call]
         except ApiException as err:
             status = int(err.status or 0)
-            raise ApiError(status, str(err.reason or "Error"), str(err.body or "")) from err
+            error = ApiError(status, str(err.reason or "Error"), str(err.body or ""))
+            error.retry_after = retry_after_seconds((err.headers or {}).get("Retry-After"))
+            raise error from err
         except urllib3.exceptions.HTTPError as err:
             raise ApiError(0, "ConnectionError", f"{method} {self.host}{path}: {err}") from err
         if not 200 <= response.status < 300:
-            raise from_status(response.status, data, str(response.reason or ""))
+            error = from_status(response.status, data, str(response.reason or ""))
+            error.retry_after = retry_after_seconds(response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
+            raise error
         return data
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -306,24 +389,35 @@ class KubeClient:
             return False
         return True
 
-    def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], ApplyResult]:
-        """Make the object match `desired` in the fields we set; leave the rest alone.
+    def server_side_apply(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of `desired`'s own fields under the field manager `gantry`.
 
-        Create when absent; otherwise merge-patch our fields when any of them differs
-        (server defaults, server-set metadata and quantities the server rewrote in its
-        canonical form, `2048Mi` as `2Gi`, do not count as differences).
+        Forced: Gantry owns every field it sends (a user's `kubectl edit` of one of them is
+        reverted), and only those — fields it never sends stay with whoever set them.
         """
         api_version, kind, meta = _identity(desired)
-        plural = plural_of(kind)
-        namespace = meta.get("namespace")
-        current = self.get(api_version, plural, meta["name"], namespace)
-        owned = owned_fields(desired)
+        path = resource_path(api_version, plural_of(kind), meta["name"], meta.get("namespace"))
+        return self._json(
+            "PATCH",
+            path,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=owned_fields(desired),
+            content_type=_PATCH_CONTENT_TYPES["apply"],
+        )
+
+    def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], ApplyResult]:
+        """Read the object, then create it or server-side apply it when our fields differ.
+
+        The reconcilers skip the read (their watch cache holds the object, see
+        `gantry.k8s.children`); this form serves callers without a cache.
+        """
+        api_version, kind, meta = _identity(desired)
+        current = self.get(api_version, plural_of(kind), meta["name"], meta.get("namespace"))
         if current is None:
-            return self.create(owned), "created"
-        if _contains(canonical_quantities(owned_fields(current)), canonical_quantities(owned)):
+            return self.create(owned_fields(desired)), "created"
+        if matches(current, desired):
             return current, "unchanged"
-        patched = self.patch(api_version, plural, meta["name"], namespace, owned)
-        return patched, "updated"
+        return self.server_side_apply(desired), "updated"
 
     def pod_log(
         self,

@@ -14,6 +14,8 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+        # Seconds the server asked us to wait (429/503 `Retry-After`), when it said.
+        self.retry_after: float | None = None
 
 
 class NotFound(ApiError):

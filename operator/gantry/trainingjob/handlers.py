@@ -1,14 +1,16 @@
-"""kopf wiring for TrainingJobs: a short per-object timer runs one level-triggered reconcile.
+"""kopf wiring for TrainingJobs: one reconcile loop per job, woken by watch events.
 
-Each tick reads the job and its children, asks the pure `state.reconcile` what should
-exist, applies that, and writes status only when it changed. Reading the job fresh
-(rather than trusting the timer's cached body) keeps `status.attempts` exact across ticks.
+A pass reads the job and its children from the watch caches (`gantry.controller.
+watch_cache`), asks the pure `state.reconcile` what should exist, and writes only what
+differs: the status when it changed (guarded by the resourceVersion it was computed
+from), children when they differ from their cached copies. The loop sleeps until a child
+or the job changes, until the job's deadline or TTL is due, or until the slow resync.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +20,19 @@ import kopf
 from gantry.config import OperatorConfig
 from gantry.controller.connection import kube_client
 from gantry.controller.metrics import observe_reconcile
-from gantry.controller.settings import operator_config, reconcile_interval
+from gantry.controller.reconcile_loop import LatestBody, OwnerKey, in_thread, run_loop
+from gantry.controller.settings import operator_config
+from gantry.controller.watch_cache import TRAININGJOB, ApiView, ClusterView, current_children
+from gantry.k8s.children import (
+    CONFLICT_CONDITION,
+    ForeignObject,
+    conflict_message,
+    controlled_by,
+    foreign_objects,
+    log_outcome,
+    with_conflict_condition,
+    write_child,
+)
 from gantry.k8s.client import KubeClient
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
@@ -26,10 +40,13 @@ from gantry.trainingjob import naming
 from gantry.trainingjob.logs import FETCH_LINES
 from gantry.trainingjob.observe import lost_worker_note
 from gantry.trainingjob.state import (
+    Event,
     Observed,
     Plan,
     failed_pods_needing_logs,
+    next_due,
     reconcile,
+    rfc3339,
     ttl_expired,
 )
 from gantry.trainingjob.workers import CONTAINER, suspend_patch
@@ -50,32 +67,25 @@ STATUS_KEYS = (
 )
 
 
-def observe(client: KubeClient, body: Mapping[str, Any]) -> Observed:
-    """Read the job's Jobs and pods (by label) and the logs of freshly failed workers."""
+def observe(view: ClusterView, body: Mapping[str, Any]) -> Observed:
+    """The job's Jobs and pods, from the watch caches."""
     meta = body["metadata"]
-    namespace, selector = meta["namespace"], f"{naming.LABEL_JOB}={meta['name']}"
-    jobs = client.list("batch/v1", "jobs", namespace, label_selector=selector)
-    pods = client.list("v1", "pods", namespace, label_selector=selector)
-    observed = Observed(jobs=jobs, pods=pods)
+    owner = OwnerKey(TRAININGJOB, str(meta["namespace"]), str(meta["name"]))
+    return Observed(jobs=view.owned("Job", owner), pods=view.owned("Pod", owner))
+
+
+def fetch_logs(client: KubeClient, body: Mapping[str, Any], observed: Observed) -> Observed:
+    """`observed` plus the last log lines of freshly failed workers (the Failed message)."""
+    namespace = str(body["metadata"]["namespace"])
     logs: dict[str, str] = {}
     for pod in failed_pods_needing_logs(body, observed):
         try:
             logs[pod] = client.pod_log(namespace, pod, container=CONTAINER, tail_lines=FETCH_LINES)
         except ApiError as err:
             log.info("no log for failed worker %s/%s: %s", namespace, pod, err.message)
-    return Observed(jobs=jobs, pods=pods, logs=logs)
-
-
-def _apply_job(client: KubeClient, desired: Mapping[str, Any], jobs: list[Any]) -> None:
-    """Create the attempt's Job, or reconcile its `suspend` (see `suspend_patch`)."""
-    name = desired["metadata"]["name"]
-    current = next((j for j in jobs if j["metadata"]["name"] == name), None)
-    if current is None:
-        client.create(desired)
-        return
-    patch = suspend_patch(current, desired)
-    if patch is not None:
-        client.patch("batch/v1", "jobs", name, current["metadata"]["namespace"], patch)
+    if not logs:
+        return observed
+    return Observed(jobs=observed.jobs, pods=observed.pods, logs=logs)
 
 
 def status_changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,48 +93,121 @@ def status_changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dic
     return {k: wanted[k] for k in STATUS_KEYS if k in wanted and current.get(k) != wanted[k]}
 
 
-# When each job's Service and RBAC were last checked (uid → monotonic seconds): they are
-# created once and rarely touched, so re-reading them every tick would only add load.
-_children_checked: dict[str, float] = {}
-CHILDREN_RECHECK_SECONDS = 30.0
-# Failed jobs whose workers are all stopped.
-_cleaned_up: set[str] = set()
+def without_foreign(
+    body: Mapping[str, Any], plan: Plan, foreign: list[ForeignObject], now: datetime
+) -> Plan:
+    """The plan minus children whose names others hold, with `ResourceConflict` reported."""
+    taken = {(f.kind, f.name) for f in foreign}
+    plan.apply = [c for c in plan.apply if (c["kind"], c["metadata"]["name"]) not in taken]
+    before = (body.get("status") or {}).get("conditions") or []
+    if foreign and not any(c.get("type") == CONFLICT_CONDITION for c in before):
+        plan.events.append(
+            Event(CONFLICT_CONDITION, conflict_message(foreign, TRAININGJOB), "Warning")
+        )
+    if "conditions" in plan.status or foreign:
+        conditions = list(plan.status.get("conditions") or before)
+        plan.status["conditions"] = with_conflict_condition(
+            conditions,
+            foreign,
+            TRAININGJOB,
+            now=rfc3339(now),
+            generation=(body.get("metadata") or {}).get("generation"),
+        )
+    return plan
 
 
-def apply_plan(client: KubeClient, body: Mapping[str, Any], plan: Plan, jobs: list[Any]) -> None:
+def apply_plan(
+    client: KubeClient,
+    body: Mapping[str, Any],
+    plan: Plan,
+    observed: Observed,
+    current: Mapping[tuple[str, str], Mapping[str, Any] | None],
+    foreign: list[ForeignObject],
+) -> dict[str, Any] | None:
+    """Write the plan; the job as written when its status changed, else None."""
     meta = body["metadata"]
-    namespace, uid = meta["namespace"], str(meta.get("uid"))
+    namespace, uid = str(meta["namespace"]), str(meta.get("uid"))
+    written = None
     # Status first: `attempts` must name the new attempt before the old one is deleted or
-    # the new one created, so a failure half-way never makes an attempt run twice.
+    # the new one created, so a failure half-way never makes an attempt run twice. The
+    # resourceVersion makes the write fail (409) if the job changed since it was read.
     changes = status_changes(body.get("status") or {}, plan.status)
     if changes:
-        client.patch(
+        written = client.patch(
             naming.API,
             naming.PLURAL,
             meta["name"],
             namespace,
-            {"status": changes},
+            {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": changes},
             subresource="status",
         )
+    jobs = {str(j["metadata"]["name"]): j for j in observed.jobs}
     for name in plan.delete_jobs:
-        client.delete("batch/v1", "jobs", name, namespace, propagation="Background")
-    creating_job = any(
-        c["kind"] == "Job" and all(j["metadata"]["name"] != c["metadata"]["name"] for j in jobs)
-        for c in plan.apply
-    )
-    checked = _children_checked.get(uid)
-    recheck = creating_job or checked is None
-    recheck = recheck or time.monotonic() - (checked or 0.0) >= CHILDREN_RECHECK_SECONDS
-    others = [c for c in plan.apply if c["kind"] != "Job"]
-    if recheck and others:
-        for child in others:
-            client.apply(child)
-        _children_checked[uid] = time.monotonic()
+        job = jobs.get(name)
+        if job is not None and controlled_by(job, uid):
+            client.delete("batch/v1", "jobs", name, namespace, propagation="Background")
     for child in plan.apply:  # the Job last: its pods need the Service and account
+        if child["kind"] != "Job":
+            key = (child["kind"], child["metadata"]["name"])
+            log_outcome(write_child(client, child, current.get(key)), child)
+    for child in plan.apply:
         if child["kind"] == "Job":
-            _apply_job(client, child, jobs)
+            _apply_job(client, child, jobs.get(str(child["metadata"]["name"])))
     for ev in plan.events:
         event(client, body, ev.reason, ev.message, ev.type)
+    return written
+
+
+def _apply_job(
+    client: KubeClient, desired: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> None:
+    """Create the attempt's Job, or reconcile its `suspend` (see `suspend_patch`)."""
+    if current is None:
+        log_outcome(write_child(client, desired, None), desired)
+        return
+    patch = suspend_patch(current, desired)
+    if patch is not None:
+        name = desired["metadata"]["name"]
+        client.patch("batch/v1", "jobs", name, current["metadata"]["namespace"], patch)
+
+
+async def reconcile_pass(
+    client: KubeClient,
+    view: ClusterView,
+    body: Mapping[str, Any],
+    config: OperatorConfig,
+    latest: LatestBody,
+    *,
+    now: datetime | None = None,
+) -> float | None:
+    """One pass for one job; seconds until time alone makes another one due (or None)."""
+    body = latest.pick(body)
+    meta = body.get("metadata") or {}
+    if not meta.get("name") or meta.get("deletionTimestamp"):
+        return None
+    moment = now or datetime.now(UTC)
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    if ttl_expired(body, moment):
+        log.info("deleting TrainingJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
+        await in_thread(
+            client.delete, naming.API, naming.PLURAL, name, namespace, propagation="Background"
+        )
+        return None
+    phase = (body.get("status") or {}).get("phase")
+    if phase != "Succeeded":
+        observed = observe(view, body)
+        if failed_pods_needing_logs(body, observed):
+            observed = await in_thread(fetch_logs, client, body, observed)
+        plan = reconcile(body, observed, config, now=moment)
+        current = current_children(view, namespace, plan.apply)
+        foreign = foreign_objects(plan.apply, current, str(meta.get("uid")))
+        plan = without_foreign(body, plan, foreign, moment)
+        written = await in_thread(apply_plan, client, body, plan, observed, current, foreign)
+        if written is not None:
+            latest.remember(body, written)
+            body = written
+    due = next_due(body, moment)
+    return None if due is None else (due - moment).total_seconds()
 
 
 def reconcile_once(
@@ -134,27 +217,41 @@ def reconcile_once(
     *,
     config: OperatorConfig,
     now: datetime | None = None,
-) -> Plan | None:
-    """One level-triggered pass for one job; None when it is gone or was deleted for TTL."""
+) -> float | None:
+    """One pass outside the operator, its view read by LIST calls (tools, tests).
+
+    The same planning and writing as the operator's loop; only the cache differs.
+    """
     body = client.get(naming.API, naming.PLURAL, name, namespace)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if body is None:
         return None
-    moment = now or datetime.now(UTC)
-    if ttl_expired(body, moment):
-        log.info("deleting TrainingJob %s/%s: ttlSecondsAfterFinished has passed", namespace, name)
-        client.delete(naming.API, naming.PLURAL, name, namespace, propagation="Background")
-        return None
-    phase = (body.get("status") or {}).get("phase")
-    uid = str(body["metadata"].get("uid"))
-    if phase == "Succeeded" or (phase == "Failed" and uid in _cleaned_up):
-        _children_checked.pop(uid, None)
-        return Plan()
-    observed = observe(client, body)
-    plan = reconcile(body, observed, config, now=moment)
-    apply_plan(client, body, plan, list(observed.jobs))
-    if phase == "Failed" and not plan.delete_jobs:
-        _cleaned_up.add(uid)  # every worker is stopped: nothing left to read each tick
-    return plan
+    view = ApiView(client, namespace)
+    return asyncio.run(reconcile_pass(client, view, body, config, LatestBody(), now=now))
+
+
+@kopf.daemon(GROUP, VERSION, naming.PLURAL, id="trainingjob-loop", cancellation_timeout=1.0)
+async def trainingjob_loop(
+    name: str | None,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    """Reconcile one TrainingJob on every change until it is deleted."""
+    if not name or not namespace:
+        return
+    view, config, latest = ClusterView(kwargs), operator_config(), LatestBody()
+
+    async def one_pass() -> float | None:
+        with observe_reconcile(naming.KIND):
+            return await reconcile_pass(kube_client(), view, body, config, latest)
+
+    await run_loop(
+        OwnerKey(TRAININGJOB, namespace, name),
+        stopped,
+        one_pass,
+        resync=lambda: config.resync_seconds,
+    )
 
 
 @kopf.on.event("v1", "pods", labels={naming.LABEL_JOB: kopf.PRESENT})
@@ -163,8 +260,8 @@ def worker_pod_event(
 ) -> None:
     """A worker pod deleted mid-run fails its attempt, even if the Job replaced it at once.
 
-    The per-job timer may never see such a pod (the Job controller recreates it within
-    a tick), so its deletion is noted on the attempt's Job for the next reconcile.
+    The replacement may appear before the job's next pass, so the deletion is noted on
+    the attempt's Job, where that pass reads it.
     """
     if type != "DELETED" or not namespace:
         return
@@ -185,31 +282,3 @@ def worker_pod_event(
             )
     except ApiError as err:
         log.info("could not note the lost worker of %s/%s: %s", namespace, job_name, err)
-
-
-@kopf.timer(GROUP, VERSION, naming.PLURAL, interval=reconcile_interval(), sharp=False)
-def trainingjob_timer(
-    name: str | None,
-    namespace: str | None,
-    uid: str | None,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any],
-    **_: Any,
-) -> None:
-    """Reconcile one TrainingJob; API errors are logged and retried on the next tick."""
-    if not name or not namespace:
-        return
-    phase = status.get("phase")
-    settled = phase == "Succeeded" or (phase == "Failed" and uid in _cleaned_up)
-    if settled and spec.get("ttlSecondsAfterFinished") is None:
-        return  # nothing left to do, and no need to read it every tick
-    try:
-        with observe_reconcile(naming.KIND):
-            reconcile_once(
-                kube_client(),
-                namespace,
-                name,
-                config=operator_config(),
-            )
-    except ApiError as err:  # counted by observe_reconcile
-        log.warning("TrainingJob %s/%s: %s (retrying)", namespace, name, err)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -109,6 +109,27 @@ def ttl_expired(body: Obj, now: datetime) -> bool:
     if ttl is None or status.get("phase") not in TERMINAL or finished is None:
         return False
     return (now - finished).total_seconds() >= float(ttl)
+
+
+def next_due(body: Obj, now: datetime) -> datetime | None:
+    """When the passing of time alone changes this job: its deadline, or its TTL.
+
+    The reconcile loop sleeps until then (or until a watch event) instead of polling.
+    """
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        ttl = spec.get("ttlSecondsAfterFinished")
+        finished = parse_time(status.get("completionTime"))
+        if ttl is None or finished is None:
+            return None
+        return finished + timedelta(seconds=float(ttl))
+    deadline = spec.get("activeDeadlineSeconds")
+    started = parse_time(status.get("startTime"))
+    if deadline is None or started is None or spec.get("suspend"):
+        return None
+    return started + timedelta(seconds=float(deadline))
 
 
 class _Builder:
