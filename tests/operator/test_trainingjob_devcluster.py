@@ -283,8 +283,12 @@ def test_objects_under_child_names_that_gantry_does_not_own_are_left_alone(env: 
 
 
 def test_deadline_exceeded_stops_the_workers(env: Env) -> None:
+    """The deadline fires at its due time (a timed wake-up: the resync here is an hour)."""
     status = env.recorder.wait_for("deadline", phase("Failed"), timeout=120)
     assert condition(status, "Failed")["reason"] == "DeadlineExceeded"
+    started, ended = parse_time(status["startTime"]), parse_time(status["completionTime"])
+    assert started is not None and ended is not None
+    assert ended - started >= timedelta(seconds=4), "failed before activeDeadlineSeconds"
     deadline = time.monotonic() + 60
     while any(p["status"].get("phase") in ("Pending", "Running") for p in pods_of(env, "deadline")):
         assert time.monotonic() < deadline, "deadline workers still running"

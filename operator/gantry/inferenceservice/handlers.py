@@ -15,12 +15,11 @@ from typing import Any
 import kopf
 
 from gantry.config import OperatorConfig
-from gantry.controller.connection import kube_client
-from gantry.controller.metrics import observe_reconcile
-from gantry.controller.reconcile_loop import WAKEUPS, LatestBody, OwnerKey, in_thread, run_loop
-from gantry.controller.settings import operator_config
+from gantry.controller.object_loop import reconcile_object
+from gantry.controller.reconcile_loop import WAKEUPS, LatestBody, OwnerKey, in_thread
 from gantry.controller.watch_cache import INFERENCESERVICE, TRAININGJOB, ClusterView
 from gantry.inferenceservice.apply import apply_plan, plan_pass, training_job_ref
+from gantry.k8s.client import KubeClient
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,11 @@ KIND = INFERENCESERVICE
 
 
 async def reconcile_pass(
-    view: ClusterView, body: Mapping[str, Any], config: OperatorConfig, latest: LatestBody
+    client: KubeClient,
+    view: ClusterView,
+    body: Mapping[str, Any],
+    config: OperatorConfig,
+    latest: LatestBody,
 ) -> float | None:
     """One pass for one service; it has no time-based work, so never asks for a wake-up."""
     isvc = latest.pick(body)
@@ -42,7 +45,7 @@ async def reconcile_pass(
         [OwnerKey(TRAININGJOB, namespace, ref)] if ref else [],
     )
     plan, current, _foreign = plan_pass(view, isvc, config)
-    written = await in_thread(apply_plan, kube_client(), isvc, plan, current)
+    written = await in_thread(apply_plan, client, isvc, plan, current)
     if written is not None:
         latest.remember(isvc, written)
     return None
@@ -63,14 +66,4 @@ async def inferenceservice_loop(
     **kwargs: Any,
 ) -> None:
     """Reconcile one InferenceService on every change until it is deleted."""
-    if not name or not namespace:
-        return
-    view, config, latest = ClusterView(kwargs), operator_config(), LatestBody()
-
-    async def one_pass() -> float | None:
-        with observe_reconcile(KIND):
-            return await reconcile_pass(view, body, config, latest)
-
-    await run_loop(
-        OwnerKey(KIND, namespace, name), stopped, one_pass, resync=lambda: config.resync_seconds
-    )
+    await reconcile_object(KIND, name, namespace, body, stopped, kwargs, reconcile_pass)

@@ -7,20 +7,16 @@ from typing import Any
 from gantry.api.common import ResourceRequirements
 from gantry.api.inferenceservice import GPU_RESOURCE
 from gantry.config import PodResources
+from gantry.k8s.resources import resource_requirements
 
 
 def resources_with_gpus(defaults: PodResources, gpus: int) -> dict[str, Any]:
     """The operator's default resources plus `gpus` GPU limits (GPUs are never requested
     without being limited, as the device plugin requires)."""
-    resources: dict[str, Any] = {}
-    if defaults.requests:
-        resources["requests"] = dict(defaults.requests)
     limits = dict(defaults.limits)
     if gpus > 0:
         limits[GPU_RESOURCE] = str(gpus)
-    if limits:
-        resources["limits"] = limits
-    return resources
+    return resource_requirements(defaults.requests, limits)
 
 
 def serving_resources(
@@ -33,9 +29,4 @@ def serving_resources(
     limits = {k: str(v) for k, v in spec_resources.limits.items()}
     if GPU_RESOURCE in requests and GPU_RESOURCE not in limits:
         limits[GPU_RESOURCE] = requests[GPU_RESOURCE]
-    resources: dict[str, Any] = {}
-    if requests:
-        resources["requests"] = requests
-    if limits:
-        resources["limits"] = limits
-    return resources
+    return resource_requirements(requests, limits)

@@ -47,15 +47,17 @@ _PATCH_CONTENT_TYPES = {
 # Answers worth another try: throttled, or the server (or the way to it) failing for now.
 RETRYABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
 
-# Kinds Gantry touches, and their resource names. A closed table: a kind missing here is a
-# programming error, never guessed from English plural rules.
+# Kinds Gantry (operator, tools, tests) touches, and their resource names. A closed table:
+# a kind missing here is a programming error, never guessed from English plural rules.
 _PLURALS = {
     "ClusterKopfPeering": "clusterkopfpeerings",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
     "ConfigMap": "configmaps",
     "CustomResourceDefinition": "customresourcedefinitions",
     "Deployment": "deployments",
-    "Endpoints": "endpoints",
     "EndpointSlice": "endpointslices",
+    "Endpoints": "endpoints",
     "Event": "events",
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "InferenceService": "inferenceservices",
@@ -64,17 +66,22 @@ _PLURALS = {
     "Lease": "leases",
     "Namespace": "namespaces",
     "Node": "nodes",
+    "PersistentVolume": "persistentvolumes",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ReplicaSet": "replicasets",
     "Role": "roles",
     "RoleBinding": "rolebindings",
+    "ScaledObject": "scaledobjects",
     "Secret": "secrets",
+    "SelfSubjectAccessReview": "selfsubjectaccessreviews",
+    "SelfSubjectReview": "selfsubjectreviews",
     "Service": "services",
     "ServiceAccount": "serviceaccounts",
-    "ScaledObject": "scaledobjects",
     "StatefulSet": "statefulsets",
+    "StorageClass": "storageclasses",
+    "SubjectAccessReview": "subjectaccessreviews",
     "TrainingJob": "trainingjobs",
 }
 

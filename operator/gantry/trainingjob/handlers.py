@@ -19,9 +19,8 @@ import kopf
 
 from gantry.config import OperatorConfig
 from gantry.controller.connection import kube_client
-from gantry.controller.metrics import observe_reconcile
-from gantry.controller.reconcile_loop import LatestBody, OwnerKey, in_thread, run_loop
-from gantry.controller.settings import operator_config
+from gantry.controller.object_loop import reconcile_object
+from gantry.controller.reconcile_loop import LatestBody, OwnerKey, in_thread
 from gantry.controller.watch_cache import TRAININGJOB, ApiView, ClusterView, current_children
 from gantry.k8s.children import (
     CONFLICT_CONDITION,
@@ -238,20 +237,7 @@ async def trainingjob_loop(
     **kwargs: Any,
 ) -> None:
     """Reconcile one TrainingJob on every change until it is deleted."""
-    if not name or not namespace:
-        return
-    view, config, latest = ClusterView(kwargs), operator_config(), LatestBody()
-
-    async def one_pass() -> float | None:
-        with observe_reconcile(naming.KIND):
-            return await reconcile_pass(kube_client(), view, body, config, latest)
-
-    await run_loop(
-        OwnerKey(TRAININGJOB, namespace, name),
-        stopped,
-        one_pass,
-        resync=lambda: config.resync_seconds,
-    )
+    await reconcile_object(TRAININGJOB, name, namespace, body, stopped, kwargs, reconcile_pass)
 
 
 @kopf.on.event("v1", "pods", labels={naming.LABEL_JOB: kopf.PRESENT})

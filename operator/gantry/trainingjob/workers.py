@@ -13,6 +13,7 @@ from typing import Any
 from gantry.api.common import parse_storage_uri
 from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
+from gantry.k8s.resources import resource_requirements
 from gantry.k8s.security import (
     container_security_context,
     literal,
@@ -160,12 +161,7 @@ def worker_resources(spec: TrainingJobSpec, config: OperatorConfig) -> dict[str,
         limits = dict(config.training_resources.limits)
     if spec.gpus_per_worker > 0:
         limits["nvidia.com/gpu"] = spec.gpus_per_worker
-    resources: dict[str, Any] = {}
-    if requests:
-        resources["requests"] = requests
-    if limits:
-        resources["limits"] = limits
-    return resources
+    return resource_requirements(requests, limits)
 
 
 def labels_for(name: str, attempt: int) -> dict[str, str]:
