@@ -10,7 +10,8 @@ import pytest
 from gantry.config import OperatorConfig, TritonBackend
 from gantry.inferenceservice import names
 from gantry.inferenceservice.apply import replacement_patch, status_patch
-from gantry.inferenceservice.reconcile import Observed, Plan, reconcile
+from gantry.inferenceservice.reconcile import Observed, reconcile
+from gantry.k8s.plan import Plan
 
 DEV = OperatorConfig(triton_backends=(TritonBackend.PYTHON,))
 REPORT = {
@@ -212,7 +213,9 @@ def test_failed_optimize_job_fails_the_service(
     assert plan.status["phase"] == "Failed"
     assert conditions(plan)["Optimized"][:2] == ("False", reason)
     assert needle in plan.status["message"]
-    assert ("Warning" in {e[2] for e in plan.events}) and any(e[0] == reason for e in plan.events)
+    assert ("Warning" in {e.type for e in plan.events}) and any(
+        e.reason == reason for e in plan.events
+    )
     assert not any(o["kind"] == "Deployment" for o in plan.apply)
 
 
@@ -351,7 +354,7 @@ def test_steady_state_writes_nothing() -> None:
 
 def test_transitions_post_events() -> None:
     plan = first_pass()
-    reasons = {e[0] for e in plan.events}
+    reasons = {e.reason for e in plan.events}
     assert {"Resolved", "Optimizing"} <= reasons
 
 

@@ -176,7 +176,7 @@ def test_failed_worker_starts_a_new_attempt_with_its_log_in_the_message() -> Non
     assert plan.status["phase"] == "Restarting" and plan.status["attempts"] == 2
     assert "worker 1 (pod t-a1-1-x) exited with code 1" in plan.status["message"]
     assert "RuntimeError: injected failure" in plan.status["message"]
-    assert plan.delete_jobs == ["t-a1"]
+    assert [r.name for r in plan.delete] == ["t-a1"]
     assert "Job" not in kinds(plan), "no new attempt while old pods may run"
     assert reasons(plan) == ["Restarting"]
     assert cond(plan, "Running")["reason"] == "AttemptFailed"
@@ -188,7 +188,7 @@ def test_next_attempt_waits_for_old_pods_then_starts() -> None:
         body, job(1), pods=(pod(0, "Running", attempt=1, deleted="2026-01-01T12:00:00Z"),)
     )
     assert waiting.status["phase"] == "Restarting" and "Job" not in kinds(waiting)
-    assert waiting.delete_jobs == ["t-a1"]
+    assert [r.name for r in waiting.delete] == ["t-a1"]
     started = run(body, pods=(pod(1, "Failed", attempt=1, exit_code=1),))
     job_obj = next(c for c in started.apply if c["kind"] == "Job")
     assert job_obj["metadata"]["name"] == "t-a2"
@@ -208,7 +208,7 @@ def test_backoff_limit_exhausted_fails_with_the_log_lines() -> None:
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exited with code 2" in failed["message"] and "fallback log line" in failed["message"]
     assert plan.status["completionTime"] == rfc3339(NOW)
-    assert plan.delete_jobs == ["t-a1"]
+    assert [r.name for r in plan.delete] == ["t-a1"]
     assert reasons(plan) == ["Failed"] and plan.events[0].type == "Warning"
 
 
@@ -232,7 +232,7 @@ def test_deadline_exceeded_fails_and_kills_the_workers() -> None:
     plan = run(body, job(), pods=(pod(0), pod(1)))
     assert plan.status["phase"] == "Failed"
     assert cond(plan, "Failed")["reason"] == "DeadlineExceeded"
-    assert plan.delete_jobs == ["t-a1"]
+    assert [r.name for r in plan.delete] == ["t-a1"]
     assert reasons(plan) == ["DeadlineExceeded", "Failed"]
     within = run(tj(running_status(), activeDeadlineSeconds=20), job(), pods=(pod(0), pod(1)))
     assert within.status["phase"] == "Running"
@@ -294,7 +294,7 @@ def test_success_reads_the_model_summary_of_worker_zero() -> None:
 def test_terminal_jobs_are_left_alone_but_progress_is_never_written() -> None:
     body = tj({"phase": "Succeeded", "progress": {"epoch": 3}, "attempts": 1})
     plan = run(body, job(1, "Complete"))
-    assert plan.apply == [] and plan.delete_jobs == [] and plan.events == []
+    assert plan.apply == [] and plan.delete == [] and plan.events == []
     assert "progress" not in plan.status
     running = run(tj(running_status(progress={"epoch": 1})), job(), pods=(pod(0), pod(1)))
     assert "progress" not in running.status

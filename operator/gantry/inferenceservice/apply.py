@@ -12,7 +12,7 @@ from gantry.config import OperatorConfig
 from gantry.controller.reconcile_loop import OwnerKey
 from gantry.controller.watch_cache import INFERENCESERVICE, ClusterView, current_children
 from gantry.inferenceservice import names
-from gantry.inferenceservice.reconcile import Observed, Plan, reconcile
+from gantry.inferenceservice.reconcile import Observed, reconcile
 from gantry.inferenceservice.status import OWNED_FIELDS
 from gantry.k8s.children import (
     CONFLICT_CONDITION,
@@ -28,6 +28,7 @@ from gantry.k8s.client import KubeClient
 from gantry.k8s.conditions import now_rfc3339, set_condition
 from gantry.k8s.errors import Conflict
 from gantry.k8s.events import event
+from gantry.k8s.plan import Event, Plan
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def without_foreign(
         before = (isvc.get("status") or {}).get("conditions") or []
         if not any(c.get("type") == CONFLICT_CONDITION for c in before):
             message = conflict_message(foreign, INFERENCESERVICE)
-            plan.events.append((CONFLICT_CONDITION, message, "Warning"))
+            plan.events.append(Event(CONFLICT_CONDITION, message, "Warning"))
         conditions = set_condition(
             conditions,
             "Ready",
@@ -187,8 +188,8 @@ def apply_plan(
             {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": patch},
             subresource="status",
         )
-    for reason, message, type_ in plan.events:
-        event(client, isvc, reason, message, type_)
+    for ev in plan.events:
+        event(client, isvc, ev.reason, ev.message, ev.type)
     return written
 
 

@@ -39,6 +39,7 @@ from gantry.inferenceservice.triton import (
     served_from_deployment,
 )
 from gantry.k8s.ownership import adopt
+from gantry.k8s.plan import ObjectRef, Plan
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,6 @@ class Observed:
     deployment: Mapping[str, Any] | None = None
     pdb: Mapping[str, Any] | None = None
     triton_pods: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    api_version: str
-    plural: str
-    name: str
-
-
-@dataclass
-class Plan:
-    apply: list[dict[str, Any]] = field(default_factory=list)
-    create_if_absent: list[dict[str, Any]] = field(default_factory=list)
-    delete: list[ObjectRef] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def models_claim_manifest(name: str, namespace: str, config: OperatorConfig) -> dict[str, Any]:
@@ -252,7 +237,7 @@ def _reconcile_model(
             for old in observed.jobs:
                 old_name = (old.get("metadata") or {}).get("name")
                 if old_name and old_name != job_name:
-                    plan.delete.append(ObjectRef("batch/v1", "jobs", str(old_name)))
+                    plan.delete.append(ObjectRef.job(str(old_name)))
             return new
     if served is not None:
         # Keep serving what runs now while the new model is built (or failed to build).

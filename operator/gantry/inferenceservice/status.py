@@ -24,26 +24,18 @@ from gantry.api.inferenceservice import (
     AccuracyResult,
     Endpoints,
     InferenceServicePhase,
+    InferenceServiceStatus,
     ServedModel,
 )
 from gantry.api.trainingjob import ModelSignature
 from gantry.inferenceservice import names
 from gantry.k8s.conditions import get_condition, set_condition
+from gantry.k8s.plan import Event, status_fields
 
 CONDITION_TYPES = ("ModelResolved", "Optimized", "Deployed", "Ready")
-# Fields of status written by this reconciler (status.autoscaling belongs to the autoscaler).
-OWNED_FIELDS = (
-    "observedGeneration",
-    "phase",
-    "conditions",
-    "endpoints",
-    "replicas",
-    "readyReplicas",
-    "ready",
-    "selector",
-    "model",
-    "message",
-)
+# Fields of status written by this reconciler (status.autoscaling belongs to the autoscaler,
+# status.kopf to kopf).
+OWNED_FIELDS = status_fields(InferenceServiceStatus, owned_by_others=("autoscaling", "kopf"))
 
 
 @dataclass(frozen=True)
@@ -292,9 +284,9 @@ def conditions_of(
 
 def transitions(
     previous: Sequence[Mapping[str, Any]], current: Sequence[Mapping[str, Any]]
-) -> list[tuple[str, str, str]]:
-    """Events (reason, message, type) for conditions whose status or reason changed."""
-    events: list[tuple[str, str, str]] = []
+) -> list[Event]:
+    """Events for conditions whose status or reason changed."""
+    events: list[Event] = []
     for condition in current:
         before = get_condition(previous, str(condition.get("type")))
         if before is not None and (
@@ -314,7 +306,7 @@ def transitions(
         )
         kind = "Warning" if failed else "Normal"
         events.append(
-            (
+            Event(
                 str(condition.get("reason")),
                 f"{condition.get('type')}: {condition.get('message')}",
                 kind,

@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from gantry.api.trainingjob import TrainingJobStatus
 from gantry.config import OperatorConfig
 from gantry.controller.connection import kube_client
 from gantry.controller.object_loop import reconcile_object
@@ -35,13 +36,12 @@ from gantry.k8s.children import (
 from gantry.k8s.client import KubeClient
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
+from gantry.k8s.plan import Event, Plan, status_fields
 from gantry.trainingjob import naming
 from gantry.trainingjob.logs import FETCH_LINES
 from gantry.trainingjob.observe import lost_worker_note
 from gantry.trainingjob.state import (
-    Event,
     Observed,
-    Plan,
     failed_pods_needing_logs,
     next_due,
     reconcile,
@@ -53,17 +53,8 @@ from gantry.trainingjob.workers import CONTAINER, suspend_patch
 log = logging.getLogger(__name__)
 
 GROUP, VERSION = naming.API.split("/")
-STATUS_KEYS = (
-    "observedGeneration",
-    "phase",
-    "conditions",
-    "workers",
-    "attempts",
-    "startTime",
-    "completionTime",
-    "model",
-    "message",
-)
+# Progress belongs to the workers (rank 0 patches it); kopf keeps its own bookkeeping.
+STATUS_KEYS = status_fields(TrainingJobStatus, owned_by_others=("progress", "kopf"))
 
 
 def observe(view: ClusterView, body: Mapping[str, Any]) -> Observed:
@@ -141,10 +132,10 @@ def apply_plan(
             subresource="status",
         )
     jobs = {str(j["metadata"]["name"]): j for j in observed.jobs}
-    for name in plan.delete_jobs:
-        job = jobs.get(name)
+    for ref in plan.delete:
+        job = jobs.get(ref.name)
         if job is not None and controlled_by(job, uid):
-            client.delete("batch/v1", "jobs", name, namespace, propagation="Background")
+            client.delete(ref.api_version, ref.plural, ref.name, namespace)
     for child in plan.apply:  # the Job last: its pods need the Service and account
         if child["kind"] != "Job":
             key = (child["kind"], child["metadata"]["name"])

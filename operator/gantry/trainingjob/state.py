@@ -34,6 +34,7 @@ from gantry.api.trainingjob import TrainingJobSpec
 from gantry.config import OperatorConfig
 from gantry.k8s.conditions import get_condition, parse_time, set_condition
 from gantry.k8s.ownership import adopt
+from gantry.k8s.plan import Event, ObjectRef, Plan
 from gantry.trainingjob import naming
 from gantry.trainingjob.children import trainer_rbac, workers_service
 from gantry.trainingjob.logs import worker_log_tail
@@ -65,23 +66,6 @@ class Observed:
     jobs: Sequence[Obj] = ()
     pods: Sequence[Obj] = ()
     logs: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    reason: str
-    message: str
-    type: str = "Normal"
-
-
-@dataclass
-class Plan:
-    """What to do: children to apply, Jobs to delete, the status to write, events to post."""
-
-    apply: list[dict[str, Any]] = field(default_factory=list)
-    delete_jobs: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -226,6 +210,37 @@ def _failure_message(
     return text
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every phase of one pass reads: the job, its valid spec and the current attempt."""
+
+    body: Obj
+    spec: TrainingJobSpec
+    config: OperatorConfig
+    observed: Observed
+    name: str
+    attempt: int
+    now: datetime
+
+    @property
+    def limit(self) -> int:
+        return self.spec.backoff_limit + 1
+
+    @property
+    def current_job(self) -> Obj | None:
+        wanted = naming.job_name(self.name, self.attempt)
+        return next((j for j in self.observed.jobs if j["metadata"].get("name") == wanted), None)
+
+    @property
+    def pods(self) -> list[Obj]:
+        """The current attempt's worker pods."""
+        return [p for p in self.observed.pods if attempt_of(p) == self.attempt]
+
+    def job_for(self, attempt: int) -> dict[str, Any]:
+        job = worker_job(self.body, self.spec, self.config, attempt=attempt)
+        return adopt(job, self.body, labels=job["metadata"]["labels"])
+
+
 def reconcile(
     body: Obj,
     observed: Observed,
@@ -233,156 +248,218 @@ def reconcile(
     *,
     now: datetime,
 ) -> Plan:
-    """Compute the children, deletions, status and events for one TrainingJob."""
-    b = _Builder(body, now)
-    meta = body.get("metadata") or {}
-    name = str(meta.get("name"))
-    if b.previous.get("phase") in TERMINAL:
-        b.status["phase"] = b.previous["phase"]
-        b.plan.status = b.status
-        if b.previous["phase"] == Phase.FAILED.value:
-            b.plan.delete_jobs = [
-                str(j["metadata"]["name"])
-                for j in observed.jobs
-                if not j["metadata"].get("deletionTimestamp")
-                and any(is_alive(p) and attempt_of(p) == attempt_of(j) for p in observed.pods)
-            ]
-        return b.plan
+    """Compute the children, deletions, status and events for one TrainingJob.
 
+    The phases below run in order; the first that decides the job's state ends the pass.
+    """
+    build = _Builder(body, now)
+    if build.previous.get("phase") in TERMINAL:
+        return _finished(build, observed)
+    spec = _valid_spec(build, body, config)
+    if isinstance(spec, Plan):
+        return spec
+    meta = body.get("metadata") or {}
+    run = _Run(
+        body,
+        spec,
+        config,
+        observed,
+        str(meta.get("name")),
+        int(build.previous.get("attempts") or 0),
+        now,
+    )
+    port = naming.master_port(str(meta.get("uid")), config.master_port_range)
+    build.plan.apply = _children(body, port)
+    build.plan.delete = [
+        ObjectRef.job(str(j["metadata"]["name"]))
+        for j in observed.jobs
+        if attempt_of(j) != run.attempt and not j["metadata"].get("deletionTimestamp")
+    ]
+    return (
+        _suspended(build, run)
+        or _first_attempt(build, run)
+        or _deadline_exceeded(build, run)
+        or _previous_attempt_stopping(build, run)
+        or _current_attempt(build, run)
+    )
+
+
+def _finished(build: _Builder, observed: Observed) -> Plan:
+    """Succeeded or Failed: nothing changes any more, but a failed job's workers stop."""
+    build.status["phase"] = build.previous["phase"]
+    build.plan.status = build.status
+    if build.previous["phase"] == Phase.FAILED.value:
+        build.plan.delete = [
+            ObjectRef.job(str(j["metadata"]["name"]))
+            for j in observed.jobs
+            if not j["metadata"].get("deletionTimestamp")
+            and any(is_alive(p) and attempt_of(p) == attempt_of(j) for p in observed.pods)
+        ]
+    return build.plan
+
+
+def _valid_spec(build: _Builder, body: Obj, config: OperatorConfig) -> TrainingJobSpec | Plan:
+    """The spec, or a Failed plan saying why it cannot run."""
     try:
         spec = TrainingJobSpec.model_validate(
             body.get("spec") or {},
             context={ALLOWED_VOLUME_SOURCES_CONTEXT: config.allowed_volume_sources},
         )
-        naming.check_name(name)
+        naming.check_name(str((body.get("metadata") or {}).get("name")))
         output_dir(spec)
     except UnsupportedSpec as err:
-        return b.fail("Unsupported", str(err))
+        return build.fail("Unsupported", str(err))
     except (ValidationError, ValueError) as err:
-        return b.fail("InvalidSpec", f"invalid spec: {err}")
+        return build.fail("InvalidSpec", f"invalid spec: {err}")
+    return spec
 
-    port = naming.master_port(str(meta.get("uid")), config.master_port_range)
-    b.plan.apply = _children(body, port)
-    attempt = int(b.previous.get("attempts") or 0)
-    limit = spec.backoff_limit + 1
-    current_job = next(
-        (j for j in observed.jobs if j["metadata"].get("name") == naming.job_name(name, attempt)),
-        None,
-    )
-    pods = [p for p in observed.pods if attempt_of(p) == attempt]
-    stale = [j for j in observed.jobs if attempt_of(j) != attempt]
-    b.plan.delete_jobs = [
-        str(j["metadata"]["name"]) for j in stale if not j["metadata"].get("deletionTimestamp")
-    ]
 
-    def job_for(this_attempt: int) -> dict[str, Any]:
-        job = worker_job(body, spec, config, attempt=this_attempt)
-        return adopt(job, body, labels=job["metadata"]["labels"])
-
-    # Suspension: no pods; the current attempt's Job (if any) is suspended, not deleted.
-    if spec.suspend:
-        if current_job is not None:
-            b.plan.apply.append(job_for(attempt))
-        alive = [p for p in pods if is_alive(p)]
-        b.status["workers"] = {"active": len(alive), "succeeded": 0, "failed": 0}
-        b.condition("Suspended", True, "Suspended", "spec.suspend is true")
-        b.condition("Running", False, "Suspended", "spec.suspend is true")
+def _suspended(build: _Builder, run: _Run) -> Plan | None:
+    """Suspension: no pods; the current attempt's Job (if any) is suspended, not deleted."""
+    if run.spec.suspend:
+        if run.current_job is not None:
+            build.plan.apply.append(run.job_for(run.attempt))
+        alive = [p for p in run.pods if is_alive(p)]
+        build.status["workers"] = {"active": len(alive), "succeeded": 0, "failed": 0}
+        build.condition("Suspended", True, "Suspended", "spec.suspend is true")
+        build.condition("Running", False, "Suspended", "spec.suspend is true")
         message = "suspended" + (f": stopping {len(alive)} worker(s)" if alive else "")
-        return b.finish(Phase.SUSPENDED, message)
-    if condition_true({"status": {"conditions": b.conditions}}, "Suspended"):
-        b.condition("Suspended", False, "Resumed", "spec.suspend is false")
-        if b.previous.get("phase") == Phase.SUSPENDED.value and attempt > 0:
-            b.status["startTime"] = b.now  # like batch/v1: the deadline restarts on resume
+        return build.finish(Phase.SUSPENDED, message)
+    if condition_true({"status": {"conditions": build.conditions}}, "Suspended"):
+        build.condition("Suspended", False, "Resumed", "spec.suspend is false")
+        if build.previous.get("phase") == Phase.SUSPENDED.value and run.attempt > 0:
+            build.status["startTime"] = build.now  # like batch/v1: the deadline restarts
+    return None
 
-    # The first attempt.
-    if attempt == 0:
-        attempt = 1
-        b.status["attempts"] = 1
-        b.status["startTime"] = b.now
-        b.plan.apply.append(job_for(1))
-        b.condition("Created", True, "Created", f"attempt 1 with {spec.workers} worker(s)")
-        b.event("Created", f"started attempt 1 with {spec.workers} worker(s)")
-        b.status["workers"] = {"active": 0, "succeeded": 0, "failed": 0}
-        return b.finish(Phase.PENDING, f"attempt 1: starting {spec.workers} worker(s)")
 
-    # The deadline covers the whole job, every attempt included.
-    started = parse_time(b.status.get("startTime"))
-    deadline = spec.active_deadline_seconds
-    if deadline is not None and started and (now - started).total_seconds() >= deadline:
-        b.plan.delete_jobs = [str(j["metadata"]["name"]) for j in observed.jobs]
-        message = f"the job ran longer than activeDeadlineSeconds={deadline}: workers stopped"
-        b.event("DeadlineExceeded", message, "Warning")
-        return b.fail("DeadlineExceeded", message)
+def _first_attempt(build: _Builder, run: _Run) -> Plan | None:
+    if run.attempt != 0:
+        return None
+    workers = run.spec.workers
+    build.status["attempts"] = 1
+    build.status["startTime"] = build.now
+    build.plan.apply.append(run.job_for(1))
+    build.condition("Created", True, "Created", f"attempt 1 with {workers} worker(s)")
+    build.event("Created", f"started attempt 1 with {workers} worker(s)")
+    build.status["workers"] = {"active": 0, "succeeded": 0, "failed": 0}
+    return build.finish(Phase.PENDING, f"attempt 1: starting {workers} worker(s)")
 
-    # An older attempt's pods must be gone before the next attempt's pods start.
-    lingering = [p for p in observed.pods if attempt_of(p) != attempt and is_alive(p)]
-    if lingering:
-        b.status["workers"] = {"active": 0, "succeeded": 0, "failed": 0}
-        return b.finish(
-            Phase.RESTARTING,
-            f"attempt {attempt}: waiting for {len(lingering)} pod(s) of the previous attempt "
-            "to stop",
-        )
-    b.plan.apply.append(job_for(attempt))
 
+def _deadline_exceeded(build: _Builder, run: _Run) -> Plan | None:
+    """The deadline covers the whole job, every attempt included."""
+    started = parse_time(build.status.get("startTime"))
+    deadline = run.spec.active_deadline_seconds
+    if deadline is None or not started or (run.now - started).total_seconds() < deadline:
+        return None
+    build.plan.delete = [ObjectRef.job(str(j["metadata"]["name"])) for j in run.observed.jobs]
+    message = f"the job ran longer than activeDeadlineSeconds={deadline}: workers stopped"
+    build.event("DeadlineExceeded", message, "Warning")
+    return build.fail("DeadlineExceeded", message)
+
+
+def _previous_attempt_stopping(build: _Builder, run: _Run) -> Plan | None:
+    """An older attempt's pods must be gone before the next attempt's pods start."""
+    lingering = [p for p in run.observed.pods if attempt_of(p) != run.attempt and is_alive(p)]
+    if not lingering:
+        return None
+    build.status["workers"] = {"active": 0, "succeeded": 0, "failed": 0}
+    return build.finish(
+        Phase.RESTARTING,
+        f"attempt {run.attempt}: waiting for {len(lingering)} pod(s) of the previous attempt "
+        "to stop",
+    )
+
+
+def _current_attempt(build: _Builder, run: _Run) -> Plan:
+    """The attempt's Job exists: it failed, finished, is stuck, unschedulable or running."""
+    build.plan.apply.append(run.job_for(run.attempt))
+    pods = run.pods
     running = [p for p in pods if phase_of(p) == "Running" and not is_deleted(p)]
     succeeded = [p for p in pods if phase_of(p) == "Succeeded"]
     failed = [p for p in pods if phase_of(p) == "Failed"]
-    b.status["workers"] = {
+    build.status["workers"] = {
         "active": len(running),
         "succeeded": len(succeeded),
         "failed": len(failed),
     }
-
-    suspended = get_condition(b.conditions, "Suspended")
-    resumed_at = str(suspended.get("lastTransitionTime")) if suspended else None
-    failure = first_failure(current_job, pods, resumed_at=resumed_at)
-    if failure is not None:
-        message = _failure_message(attempt, limit, failure, observed, pods)
-        b.plan.delete_jobs.append(naming.job_name(name, attempt))
-        b.plan.apply = [c for c in b.plan.apply if c["kind"] != "Job"]
-        if attempt < limit:
-            b.status["attempts"] = attempt + 1
-            b.condition("Running", False, "AttemptFailed", message)
-            return b.finish(Phase.RESTARTING, message + f"\nstarting attempt {attempt + 1}/{limit}")
-        return b.fail("BackoffLimitExceeded", message)
-
     done = {worker_index(p) for p in succeeded}
-    complete = current_job is not None and (
-        condition_true(current_job, "Complete") or len(done) >= spec.workers
+    job = run.current_job
+    return (
+        _attempt_failed(build, run)
+        or (
+            _succeed(build, run.spec, succeeded)
+            if job is not None
+            and (condition_true(job, "Complete") or len(done) >= run.spec.workers)
+            else None
+        )
+        or _workers_stuck(build, run)
+        or _workers_unschedulable(build, run)
+        or _running_or_starting(build, run, len(running))
     )
-    if complete:
-        return _succeed(b, spec, succeeded)
 
-    stuck = stuck_worker(pods)
-    if stuck is not None:
-        message = (
-            f"attempt {attempt}: worker {stuck.pod} cannot start: {stuck.reason}: {stuck.message}"
-        )
-        if _condition_reason(b.conditions, "Running") != stuck.reason:
-            b.event(stuck.reason, message, "Warning")
-        b.condition("Running", False, stuck.reason, message)
-        return b.finish(Phase.RESTARTING if attempt > 1 else Phase.PENDING, message)
-    unschedulable = unschedulable_message(pods)
-    if unschedulable is not None:
-        if not condition_true({"status": {"conditions": b.conditions}}, "Scheduled") and (
-            _condition_reason(b.conditions, "Scheduled") != "Unschedulable"
-        ):
-            b.event("Unschedulable", unschedulable, "Warning")
-        b.condition("Scheduled", False, "Unschedulable", unschedulable)
-        b.condition("Running", False, "Unschedulable", unschedulable)
-        return b.finish(
-            Phase.PENDING, f"attempt {attempt}: workers cannot be scheduled: {unschedulable}"
-        )
+
+def _attempt_failed(build: _Builder, run: _Run) -> Plan | None:
+    """A worker failed: restart every worker in a new attempt, or fail past the limit."""
+    suspended = get_condition(build.conditions, "Suspended")
+    resumed_at = str(suspended.get("lastTransitionTime")) if suspended else None
+    failure = first_failure(run.current_job, run.pods, resumed_at=resumed_at)
+    if failure is None:
+        return None
+    attempt, limit = run.attempt, run.limit
+    message = _failure_message(attempt, limit, failure, run.observed, run.pods)
+    build.plan.delete.append(ObjectRef.job(naming.job_name(run.name, attempt)))
+    build.plan.apply = [c for c in build.plan.apply if c["kind"] != "Job"]
+    if attempt < limit:
+        build.status["attempts"] = attempt + 1
+        build.condition("Running", False, "AttemptFailed", message)
+        return build.finish(Phase.RESTARTING, message + f"\nstarting attempt {attempt + 1}/{limit}")
+    return build.fail("BackoffLimitExceeded", message)
+
+
+def _waiting_phase(run: _Run) -> Phase:
+    return Phase.RESTARTING if run.attempt > 1 else Phase.PENDING
+
+
+def _workers_stuck(build: _Builder, run: _Run) -> Plan | None:
+    """A worker that cannot start (image pull, config error) is named with its reason."""
+    stuck = stuck_worker(run.pods)
+    if stuck is None:
+        return None
+    message = (
+        f"attempt {run.attempt}: worker {stuck.pod} cannot start: {stuck.reason}: {stuck.message}"
+    )
+    if _condition_reason(build.conditions, "Running") != stuck.reason:
+        build.event(stuck.reason, message, "Warning")
+    build.condition("Running", False, stuck.reason, message)
+    return build.finish(_waiting_phase(run), message)
+
+
+def _workers_unschedulable(build: _Builder, run: _Run) -> Plan | None:
+    unschedulable = unschedulable_message(run.pods)
+    if unschedulable is None:
+        return None
+    if not condition_true({"status": {"conditions": build.conditions}}, "Scheduled") and (
+        _condition_reason(build.conditions, "Scheduled") != "Unschedulable"
+    ):
+        build.event("Unschedulable", unschedulable, "Warning")
+    build.condition("Scheduled", False, "Unschedulable", unschedulable)
+    build.condition("Running", False, "Unschedulable", unschedulable)
+    return build.finish(
+        Phase.PENDING, f"attempt {run.attempt}: workers cannot be scheduled: {unschedulable}"
+    )
+
+
+def _running_or_starting(build: _Builder, run: _Run, running: int) -> Plan:
+    pods, attempt = run.pods, run.attempt
     if pods and all((p.get("spec") or {}).get("nodeName") for p in pods):
-        b.condition("Scheduled", True, "Scheduled", "every worker is placed on a node")
-    if len(running) >= spec.workers:
-        b.condition(
-            "Running", True, "Running", f"attempt {attempt}: {len(running)} worker(s) running"
+        build.condition("Scheduled", True, "Scheduled", "every worker is placed on a node")
+    if running >= run.spec.workers:
+        build.condition(
+            "Running", True, "Running", f"attempt {attempt}: {running} worker(s) running"
         )
-        return b.finish(Phase.RUNNING, f"attempt {attempt}: {len(running)} worker(s) running")
-    waiting = f"attempt {attempt}: {len(running)}/{spec.workers} worker(s) running"
-    return b.finish(Phase.RESTARTING if attempt > 1 else Phase.PENDING, waiting)
+        return build.finish(Phase.RUNNING, f"attempt {attempt}: {running} worker(s) running")
+    waiting = f"attempt {attempt}: {running}/{run.spec.workers} worker(s) running"
+    return build.finish(_waiting_phase(run), waiting)
 
 
 def _condition_reason(conditions: Sequence[Obj], type_: str) -> str | None:
@@ -392,20 +469,20 @@ def _condition_reason(conditions: Sequence[Obj], type_: str) -> str | None:
     return None
 
 
-def _succeed(b: _Builder, spec: TrainingJobSpec, succeeded: Sequence[Obj]) -> Plan:
+def _succeed(build: _Builder, spec: TrainingJobSpec, succeeded: Sequence[Obj]) -> Plan:
     rank0 = next((p for p in succeeded if worker_index(p) == 0), None)
     model = None
     if spec.output is not None and rank0 is not None:
         model = parse_summary(terminated_state(rank0).get("message"), spec.output.storage_uri)
     message = "training finished"
     if model is not None:
-        b.status["model"] = model
+        build.status["model"] = model
         if model["metrics"]:
             shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(model["metrics"].items()))
             message += f": {shown}"
     elif spec.output is not None:
         message += "; worker 0 left no model summary (see its log)"
-    b.status["completionTime"] = b.now
-    b.condition("Succeeded", True, "Completed", message)
-    b.condition("Running", False, "Completed", message)
-    return b.finish(Phase.SUCCEEDED, message)
+    build.status["completionTime"] = build.now
+    build.condition("Succeeded", True, "Completed", message)
+    build.condition("Running", False, "Completed", message)
+    return build.finish(Phase.SUCCEEDED, message)
