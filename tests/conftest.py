@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -27,9 +29,19 @@ T = TypeVar("T")
 
 
 def wait_for(
-    probe: Callable[[], T | None], timeout: float = 60, what: str = "condition", every: float = 0.1
+    probe: Callable[[], T | None],
+    timeout: float = 60,
+    what: str = "condition",
+    every: float = 0.1,
+    *,
+    on_timeout: Callable[[], str] | None = None,
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail the test after `timeout` s."""
+    """Poll `probe` until it returns something truthy; fail the test after `timeout` s.
+
+    A probe may assert (its message is kept for the failure) or call `pytest.fail` to stop
+    at once (e.g. the server it waits for has exited). `on_timeout` returns diagnostics
+    (the cluster's or the operator's view, a log tail) added to the failure message.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -41,12 +53,23 @@ def wait_for(
             if last:
                 return last
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+            message = f"timed out after {timeout:g}s waiting for {what} (last: {last!r})"
+            if on_timeout is not None:
+                message += "\n" + _diagnostics(on_timeout)
+            pytest.fail(message)
         time.sleep(every)
 
 
+def _diagnostics(view: Callable[[], str]) -> str:
+    """`view()`, or why it failed: diagnostics must not hide the timeout they explain."""
+    try:
+        return view()
+    except Exception as err:
+        return f"(no diagnostics: {type(err).__name__}: {err})"
+
+
 def require_control_plane() -> None:
-    """Skip (with the reason) when the control-plane binaries are not built here."""
+    """Fail (with what to run) when the control-plane binaries are not built here."""
     from dev_cluster.controlplane import binaries_available
 
     if not binaries_available():
@@ -54,6 +77,34 @@ def require_control_plane() -> None:
             "the control plane is not built: run `make tools` (builds kube-apiserver, "
             "kube-controller-manager, kube-scheduler and etcd into .tools/bin)"
         )
+
+
+@cache
+def _triton_problem() -> str | None:
+    from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
+
+    if not triton_available():
+        return "tritonserver is not installed under .tools (with its libraries in triton/lib)"
+    run = subprocess.run(
+        [*tritonserver_argv([]), "--help"],
+        env=triton_environment(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "error while loading shared libraries" in run.stderr:
+        return f"the local tritonserver cannot start: {run.stderr.strip()[-300:]}"
+    return None
+
+
+def require_triton() -> None:
+    """Fail (with what to run) unless the local tritonserver under .tools can start.
+
+    `make test` runs `make tools` first, which installs it: its absence is a failure."""
+    problem = _triton_problem()
+    if problem:
+        pytest.fail(f"{problem}: run `make tools`")
 
 
 @pytest.fixture(scope="session")
