@@ -80,7 +80,8 @@ def require_control_plane() -> None:
 
 
 @cache
-def _triton_problem() -> str | None:
+def _triton_problem(tools: Path) -> str | None:
+    """What keeps the tritonserver under `tools` from starting (asked once per directory)."""
     from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
 
     if not triton_available():
@@ -102,7 +103,9 @@ def require_triton() -> None:
     """Fail (with what to run) unless the local tritonserver under .tools can start.
 
     `make test` runs `make tools` first, which installs it: its absence is a failure."""
-    problem = _triton_problem()
+    from dev_cluster.local_triton import tools_dir
+
+    problem = _triton_problem(tools_dir())
     if problem:
         pytest.fail(f"{problem}: run `make tools`")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dev_cluster import local_triton
+from tests.conftest import require_triton
 
 
 @pytest.fixture
@@ -67,8 +68,7 @@ def test_environment_puts_the_stub_python_first(fake_tools: Path, tmp_path: Path
 
 
 def test_environment_uses_the_real_interpreters_libdir() -> None:
-    if not local_triton.triton_available():
-        pytest.skip("tritonserver (with its triton/lib libraries) is not under .tools/")
+    require_triton()
     libdir = Path(local_triton.triton_environment({})["LD_LIBRARY_PATH"].split(os.pathsep)[0])
     assert any(libdir.glob("libpython3*")), f"{libdir} holds no libpython"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,8 +15,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
+from dev_cluster.local_triton import triton_environment, tritonserver_argv
 from model_repo.optimize import main as optimize_main
+from tests.conftest import require_triton, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -71,11 +71,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory, digits_export: Path) ->
 
 @pytest.fixture(scope="module")
 def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not triton_available():
-        pytest.skip(
-            "tritonserver is not installed under .tools/ with its libraries in triton/lib "
-            "(run `make tools`)"
-        )
+    require_triton()
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
     log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     argv = tritonserver_argv(
@@ -97,13 +93,17 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         proc = subprocess.Popen(
             argv, env=triton_environment(os.environ), stdout=log, stderr=subprocess.STDOUT
         )
+
+    def log_tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"tritonserver exited with {proc.returncode}:\n{log_tail()}")
+        return _ready(f"http://127.0.0.1:{http}/v2/health/ready")
+
     try:
-        deadline = time.monotonic() + 120
-        while not _ready(f"http://127.0.0.1:{http}/v2/health/ready"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"tritonserver did not become ready (exit {proc.poll()}):\n{tail}")
-            time.sleep(0.1)
+        wait_for(ready, 120, "tritonserver to become ready", on_timeout=log_tail)
         yield f"127.0.0.1:{grpc}"
     finally:
         proc.terminate()
@@ -163,9 +163,13 @@ def test_concurrent_requests_through_the_dynamic_batcher(server: str, repository
         inputs = [grpcclient.InferInput("input", list(x.shape), "FP32")]
         inputs[0].set_data_from_numpy(x)
         client.async_infer("digits-batched", inputs, done(index))
-    deadline = time.monotonic() + 60
-    while len(results) + len(errors) < len(samples) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(
+        lambda: len(results) + len(errors) >= len(samples),
+        60,
+        f"answers to {len(samples)} requests",
+        every=0.02,
+        on_timeout=lambda: f"{len(results)} answered, errors: {errors}",
+    )
     assert not errors
     assert sorted(results) == list(range(len(samples)))
     for index, x in enumerate(samples):
