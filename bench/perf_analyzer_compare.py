@@ -14,7 +14,8 @@ model (Python backend, one instance, 10 ms per request, so ~100 req/s at most), 
 two steady loads — an open-loop request rate and a closed loop of N concurrent clients —
 runs perf_analyzer and `gantry bench load` one after the other (never together) for the
 same time, and prints each one's throughput and client-side p50 and whether they agree:
-throughput within 5 % and p50 within 20 % of perf_analyzer's. Writes
+throughput within 5 % and p50 within 20 % of perf_analyzer's, and how many requests the
+open loop sent against the number its profile offers. Writes
 bench/results/perf_analyzer_compare.json. About a minute and a half with the defaults.
 """
 
@@ -139,11 +140,15 @@ def gantry_load(url: str, load: dict[str, Any], seconds: float, work: Path) -> d
     summary = json.loads(out.read_text())["summary"]
     if summary["errors"]:
         raise SystemExit(f"gantry bench load saw errors: {summary}")
-    return {
+    measured = {
         "throughput": float(summary["ok_per_second"]),
         "p50_ms": float(summary["p50_ms"]),
         "p95_ms": float(summary["p95_ms"]),
+        "sent": float(summary["sent"]),
     }
+    if load["kind"] == "rate":  # what the open loop should send: the rate for `seconds`
+        measured["offered"] = float(load["value"]) * seconds
+    return measured
 
 
 def compare(reference: dict[str, float], ours: dict[str, float]) -> dict[str, Any]:
@@ -224,6 +229,13 @@ def main() -> int:
             print(
                 f"{row['load']:26} {name:18} {m['throughput']:>8.1f} {m['p50_ms']:>7.2f} "
                 f"{m['p95_ms']:>7.2f}  {tail}"
+            )
+    for row in rows:
+        ours = row["gantryBenchLoad"]
+        if "offered" in ours:
+            print(
+                f"gantry bench load, {row['load']}: sent {ours['sent']:.0f} requests of the "
+                f"{ours['offered']:.0f} the profile offers ({ours['sent'] / ours['offered'] - 1:+.1%})"
             )
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dev_cluster.local_triton import triton_available, triton_environment, tritonserver_argv
+from dev_cluster.local_triton import triton_environment, tritonserver_argv
 from gantry.autoscaler.collector import ServiceCollector
 from gantry.autoscaler.scrape import PodTarget, scrape
 from gantry_cli.loadgen.cli import load
@@ -23,6 +23,7 @@ from gantry_cli.loadgen.profile import parse_profile
 from gantry_cli.loadgen.runner import LoadRunner, random_inputs
 from gantry_cli.loadgen.scenario import write_model
 from gantry_cli.predict import model_signature
+from tests.conftest import require_triton, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +32,8 @@ SERVICE_MS = 10
 
 
 def start_triton(repository: Path, ip: str, log: Path) -> subprocess.Popen[bytes]:
-    """A tritonserver on `ip` (8000/8001/8002); skips when the local Triton cannot run."""
-    if not triton_available():
-        pytest.skip("tritonserver is not installed under .tools (run `make tools`)")
+    """A tritonserver on `ip` (8000/8001/8002), Ready; fails when it cannot start."""
+    require_triton()
     args = [
         f"--model-repository={repository}",
         f"--http-address={ip}",
@@ -50,22 +50,26 @@ def start_triton(repository: Path, ip: str, log: Path) -> subprocess.Popen[bytes
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def log_tail() -> str:
+        return log.read_text(errors="replace")[-2000:]
+
+    def ready() -> bool:
         if proc.poll() is not None:
-            text = log.read_text(errors="replace")
-            if "error while loading shared libraries" in text:
-                pytest.skip(f"the local tritonserver cannot start: {text.strip()[-300:]}")
-            raise AssertionError(f"tritonserver exited: {text[-2000:]}")
+            pytest.fail(f"tritonserver exited with {proc.returncode}: {log_tail()}")
         try:
             with urllib.request.urlopen(f"http://{ip}:8000/v2/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return proc
+                return bool(r.status == 200)
         except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(f"tritonserver not ready in 60 s: {log.read_text()[-2000:]}")
+            return False
+
+    try:
+        wait_for(ready, 60, "tritonserver to become ready", every=0.3, on_timeout=log_tail)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +106,17 @@ def test_bench_load_command_writes_results_and_plot(triton: str, tmp_path: Path)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["kind"] == "rate" and len(doc["timeline"]) == 4
-    assert doc["summary"]["errors"] == 0
-    assert 100 <= doc["summary"]["sent"] <= 130  # 2 s × 20 + 2 s × 40, open loop
+    # Requests went out and every one was answered. How close the open loop keeps to the
+    # profile's rate is a figure of bench/perf_analyzer_compare.py, not asserted here.
+    summary = doc["summary"]
+    assert summary["sent"] > 0 and summary["errors"] == 0
+    assert summary["ok"] == summary["sent"]
     assert doc["pod_share"] == {f"{triton}:8001": 1.0}
-    assert doc["timeline"][3]["target_load"] == 40
-    assert all(row["p95_ms"] >= SERVICE_MS for row in doc["timeline"])
+    assert [row["target_load"] for row in doc["timeline"]] == [20, 20, 40, 40]
+    # Each answered second's p95 includes the model's fixed service time (a lower bound a
+    # slow machine cannot break).
+    answered = [row for row in doc["timeline"] if row["ok"]]
+    assert answered and all(row["p95_ms"] >= SERVICE_MS for row in answered)
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     assert "share per pod" in result.output
 
@@ -143,10 +153,11 @@ async def test_scraped_rates_match_the_load(triton: str) -> None:
     ok = sum(1 for r in result.records if r.ok)
     assert metrics.sampled_pods == 1 and not metrics.failed_pods
     assert metrics.windows[0].requests == ok
+    # Every request sleeps SERVICE_MS in the model: the mean of Triton's own durations
+    # cannot be lower, however loaded the machine.
     assert metrics.latency_mean_ms is not None and metrics.latency_mean_ms >= SERVICE_MS
     assert metrics.p95_source == "summary"
-    assert metrics.latency_p95_ms is not None
-    assert metrics.latency_p95_ms >= metrics.latency_mean_ms * 0.9
+    assert metrics.latency_p95_ms is not None and metrics.latency_p95_ms > 0
 
 
 def test_perf_analyzer_measures_the_local_triton(triton: str, tmp_path: Path) -> None:
@@ -157,9 +168,10 @@ def test_perf_analyzer_measures_the_local_triton(triton: str, tmp_path: Path) ->
 
     executable = tools_dir() / "bin" / "perf_analyzer"
     if not executable.exists():
-        pytest.skip("perf_analyzer is not installed under .tools (run `make tools`)")
+        pytest.fail("perf_analyzer is not installed under .tools: run `make tools`")
     load = {"kind": "concurrency", "value": 1}
     measured = perf_analyzer(executable, f"{triton}:8001", load, 3.0, tmp_path)
+    # It answered requests, each taking at least the model's service time; the figures
+    # themselves are bench/perf_analyzer_compare.py's.
+    assert measured["throughput"] > 0
     assert measured["p50_ms"] >= SERVICE_MS
-    # One client, one request at a time, each taking at least the service time.
-    assert 0 < measured["throughput"] <= 1000 / SERVICE_MS
