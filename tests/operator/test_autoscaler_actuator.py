@@ -296,6 +296,21 @@ async def test_switching_modes_deletes_the_stale_owned_object() -> None:
     assert ("horizontalpodautoscalers", "ml", "digits") in kube.objects  # not ours
 
 
+async def test_switching_to_hpa_hands_the_running_count_over_first() -> None:
+    """The HPA starts from spec.replicas: it must be what runs, not a stale 1."""
+    kube, pods, clock = FakeKube(), FakePods(), [0.0]
+    kube.put("inferenceservices", isvc(dict(BUILTIN, mode="hpa")))
+    set_pods(kube, 4, 4)
+    await autoscaler(kube, pods, clock).run_round()
+    service = kube.objects[("inferenceservices", "ml", "digits")]
+    assert service["spec"]["replicas"] == 4
+    assert ("horizontalpodautoscalers", "ml", "digits") in kube.objects
+    assert service["status"]["autoscaling"]["mode"] == "hpa", "the hand-over is reported"
+    spec_patches = [p for p in kube.patches if p[0] == "inferenceservices" and not p[1]]
+    assert spec_patches == [("inferenceservices", "", "digits", {"spec": {"replicas": 4}})]
+    assert kube.objects[("deployments", "ml", "digits-triton")]["spec"]["replicas"] == 4
+
+
 def test_status_patch_only_names_autoscaling() -> None:
     patch = status_patch("hpa", None, sampled_at="2026-01-01T00:00:00Z")
     assert patch == {

@@ -337,9 +337,51 @@ def test_builtin_autoscaling_owns_replicas() -> None:
         isvc(spec), Observed(**{**observed.__dict__, "deployment": scaled}), DEV, now="T"
     )
     dep = next(o for o in later.apply if o["kind"] == "Deployment")
-    assert "replicas" not in dep["spec"]
+    assert dep["spec"]["replicas"] == 4, "the autoscaler's count is kept, not reset"
     assert later.status["ready"] == "4/4"
     assert "PodDisruptionBudget/digits-triton" in kinds(later)
+
+
+def _deployment_replicas(
+    body: dict[str, Any], observed: Observed, running: int, status: dict[str, Any] | None = None
+) -> int:
+    current = deployment_status(
+        next(o for o in reconcile(body, observed, DEV, now="T").apply if o["kind"] == "Deployment"),
+        replicas=running,
+        ready=running,
+        updated=running,
+    )
+    current["spec"]["replicas"] = running
+    if status is not None:
+        body = {**body, "status": status}
+    plan = reconcile(body, Observed(**{**observed.__dict__, "deployment": current}), DEV, now="T")
+    dep = next(o for o in plan.apply if o["kind"] == "Deployment")
+    return int(dep["spec"]["replicas"])
+
+
+def test_a_mode_switch_keeps_the_running_replicas() -> None:
+    """Removing autoscaling or handing it to an HPA never drops replicas at once."""
+    base = {
+        "model": {"storageUri": "pvc://exports/digits/v1"},
+        "optimization": {"precision": "fp32"},
+    }
+    targets = {"latencyP95Ms": 50}
+    builtin = {**base, "autoscaling": {"minReplicas": 1, "maxReplicas": 8, "targets": targets}}
+    job = job_of(reconcile(isvc(builtin), Observed(claims=frozenset({"exports"})), DEV, now="T"))
+    observed = finished(job, "Complete", 0, json.dumps(REPORT))
+    # autoscaling removed, no replicas given: what runs stays
+    assert _deployment_replicas(isvc(base), observed, running=5) == 5
+    # ... but a count the user sets (kubectl scale) is obeyed
+    assert _deployment_replicas(isvc({**base, "replicas": 2}), observed, running=5) == 2
+    hpa = {
+        **base,
+        "replicas": 1,
+        "autoscaling": {"mode": "hpa", "minReplicas": 1, "maxReplicas": 8, "targets": targets},
+    }
+    # switched to hpa: kept until the autoscaler reports the new mode (it hands the count over)
+    assert _deployment_replicas(isvc(hpa), observed, running=5) == 5
+    handed = {"autoscaling": {"mode": "hpa"}}
+    assert _deployment_replicas(isvc(hpa), observed, running=5, status=handed) == 1
 
 
 def test_steady_state_writes_nothing() -> None:

@@ -368,6 +368,8 @@ class ServiceAutoscaler:
             current = self.reads.cached(str(desired["kind"]), self.name)
             if isinstance(current, Unknown) and not due:
                 continue
+            if current is None or isinstance(current, Unknown):
+                await self._hand_over(isvc)
             try:
                 await self._apply_object(desired, current, uid)
             except ApiError as err:
@@ -394,6 +396,28 @@ class ServiceAutoscaler:
                 await self._call(self.kube.delete, api_version, plural, self.name, self.namespace)
         if due:
             self._objects_synced = (generation, now)
+
+    async def _hand_over(self, isvc: Mapping[str, Any]) -> None:
+        """Before an HPA or ScaledObject takes over, make `spec.replicas` what runs now.
+
+        They scale the InferenceService through its scale subresource, starting from
+        `spec.replicas`; after the builtin autoscaler (or none) it may be far from the
+        running count, and a switch must not drop replicas at once.
+        """
+        deployment = await self.reads.deployment()
+        running = ((deployment or {}).get("spec") or {}).get("replicas")
+        declared = (isvc.get("spec") or {}).get("replicas")
+        if running is None or running == declared:
+            return
+        log.info(
+            "%s/%s: handing %s running replicas over to the new autoscaling mode",
+            self.namespace,
+            self.name,
+            running,
+        )
+        await self._call(
+            self.kube.patch, *ISVC, self.name, self.namespace, {"spec": {"replicas": running}}
+        )
 
     async def _apply_object(
         self, desired: Mapping[str, Any], current: dict[str, Any] | Unknown | None, uid: str

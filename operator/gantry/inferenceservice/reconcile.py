@@ -78,15 +78,33 @@ def models_claim_manifest(name: str, namespace: str, config: OperatorConfig) -> 
 
 
 def desired_replicas(
-    spec: InferenceServiceSpec, deployment: Mapping[str, Any] | None
-) -> int | None:
-    """Replicas to write on the Deployment; None leaves them to the builtin autoscaler."""
+    isvc: Mapping[str, Any], spec: InferenceServiceSpec, deployment: Mapping[str, Any] | None
+) -> int:
+    """Replicas to write on the Deployment; a mode switch never drops them at once.
+
+    A new Deployment starts at `autoscaling.minReplicas` (or `replicas`). Then:
+    - builtin: the autoscaler decides; the running count is kept;
+    - hpa / keda: the HPA scales the InferenceService through its scale subresource, which
+      moves `spec.replicas`; until the autoscaler has handed the running count over to it
+      (`status.autoscaling.mode` names the new mode), the running count is kept;
+    - no autoscaling: `spec.replicas` when the user set it (`kubectl scale` does), else the
+      running count — removing `spec.autoscaling` keeps what runs.
+
+    The kept count is written back as it is rather than left out: Gantry's server-side
+    apply owns the field, and leaving an owned field out would reset it to 1.
+    """
     scaling = spec.autoscaling
-    if scaling is None or scaling.mode != AutoscalingMode.BUILTIN:
-        return spec.replicas
     if deployment is None:
-        return scaling.min_replicas
-    return None
+        return scaling.min_replicas if scaling is not None else spec.replicas
+    running = (deployment.get("spec") or {}).get("replicas")
+    if running is None:
+        return spec.replicas
+    if scaling is None:
+        return spec.replicas if "replicas" in (isvc.get("spec") or {}) else int(running)
+    if scaling.mode == AutoscalingMode.BUILTIN:
+        return int(running)
+    reported = ((isvc.get("status") or {}).get("autoscaling") or {}).get("mode")
+    return spec.replicas if reported == str(scaling.mode) else int(running)
 
 
 def _check_claim(model: ResolvedModel, claims: frozenset[str], namespace: str) -> Unresolved | None:
@@ -253,13 +271,10 @@ def _deploy(
     config: OperatorConfig,
     plan: Plan,
 ) -> None:
-    replicas = desired_replicas(spec, observed.deployment)
+    replicas = desired_replicas(isvc, spec, observed.deployment)
     plan.apply.append(adopt(build_deployment(isvc, spec, served, replicas, config), isvc))
     plan.apply.extend(adopt(svc, isvc) for svc in build_services(isvc))
-    effective = replicas
-    if effective is None:
-        effective = int(((observed.deployment or {}).get("spec") or {}).get("replicas") or 1)
-    if effective > 1:
+    if replicas > 1:
         plan.apply.append(adopt(build_pdb(isvc), isvc))
     elif observed.pdb is not None:
         plan.delete.append(
