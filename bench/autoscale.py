@@ -10,7 +10,8 @@ scale the Deployment. It prints:
 
 - time from the step to the first scale-up decision, and from there to the new
   replicas being Ready (in the EndpointSlice);
-- client p95 before, early in, late in and after the step, and the share of requests
+- client p95 before, early in, late in and after the step, the server-side p95 the
+  autoscaler saw early and late in the step (against its target), and the share of requests
   each replica answered (round-robin keeps sending the first replica 1/N of the traffic
   while it drains the backlog it built up before help arrived, which shows in the p95);
 - the same offered-load trace replayed through a simulation of the default Kubernetes
@@ -202,6 +203,12 @@ def _p95(rows: list[dict[str, Any]], start: int, end: int) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
+def _server_p95(rounds: list[dict[str, Any]], start: float, end: float) -> float | None:
+    """Median of the autoscaler rounds' server-side p95 between `start` and `end`."""
+    values = [r["p95_ms"] for r in rounds if start <= r["t"] <= end and r["p95_ms"] is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
 def report(result: ScenarioResult, step_at: int, step_end: int, end: int) -> None:
     doc = result.load
     rows = doc["timeline"]
@@ -229,6 +236,11 @@ def report(result: ScenarioResult, step_at: int, step_end: int, end: int) -> Non
         f"last 20 s of the step {_p95(rows, step_end - 20, step_end)} ms, "
         f"after {_p95(rows, step_end + 5, len(rows))} ms "
         f"(target {TARGET_MS:g} ms, server-side)"
+    )
+    print(
+        f"server p95 (median of the autoscaler rounds' p95): first 10 s of the step "
+        f"{_server_p95(rounds, step, step + 10)} ms, last 10 s of the step "
+        f"{_server_p95(rounds, step_over - 10, step_over)} ms (target {TARGET_MS:g} ms)"
     )
     during = [r["replicas"] for r in rounds if step <= r["t"] <= step_over]
     back = next((r["t"] for r in rounds if r["t"] > step_over and r["replicas"] == 1), None)
