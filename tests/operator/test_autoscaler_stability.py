@@ -14,7 +14,7 @@ import random
 import pytest
 
 from gantry.autoscaler.decision import Observation, Policy, Recommendation, ScalingRule, decide
-from tests.operator.test_autoscaler_decision import metrics
+from tests.operator.autoscaler_testkit import metrics
 
 TICK = 2.0
 READY_DELAY = 4.0
