@@ -16,7 +16,7 @@ from chart_testkit import Render, documents, helm_binary, template, write_values
 def helm() -> str:
     binary = helm_binary()
     if binary is None:
-        pytest.skip("helm is not installed (`make tools` puts it in .tools/bin)")
+        pytest.fail("helm is not installed: run `make tools` (it puts helm in .tools/bin)")
     return binary
 
 

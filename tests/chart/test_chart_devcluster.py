@@ -11,7 +11,6 @@ chart), so the chart's post-install hook finds its kind served.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -33,16 +32,10 @@ KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
 NS = "default"
 
 
-def _missing() -> str | None:
-    for module in ("dev_cluster.cluster", "gantry.controller", "gantry.trainingjob.handlers"):
-        try:
-            if importlib.util.find_spec(module) is None:
-                return f"{module} does not exist yet"
-        except ModuleNotFoundError:
-            return f"{module} does not exist yet"
+def _require_tools() -> None:
+    """helm and kubectl come with `make tools`, which `make test` runs: fail without them."""
     if helm_binary() is None or not KUBECTL.is_file():
-        return "helm/kubectl are not installed (make tools)"
-    return None
+        pytest.fail("helm/kubectl are not installed under .tools/bin: run `make tools`")
 
 
 MODES: dict[str, dict[str, Any]] = {
@@ -71,10 +64,10 @@ class Installed:
 
     def wait(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
         """`wait_for`, failing with the operator's log tail."""
-        try:
-            return wait_for(probe, timeout, what)
-        except pytest.fail.Exception as err:
-            pytest.fail(f"{err}\noperator log:\n{self.cluster.operator_logs()}")
+        return wait_for(probe, timeout, what, on_timeout=self.operator_view)
+
+    def operator_view(self) -> str:
+        return f"operator log:\n{self.cluster.operator_logs()}"
 
 
 @pytest.fixture(scope="module", params=sorted(MODES))
@@ -82,9 +75,7 @@ def installed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Installed]:
     """A dev cluster with the chart installed in one mode (one cluster per mode)."""
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
+    _require_tools()
     from dev_cluster.cluster import DevCluster
 
     mode: str = request.param

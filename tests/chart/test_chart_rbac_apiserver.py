@@ -514,28 +514,6 @@ def test_a_namespace_viewer_reads_but_cannot_change(admin_api: ApiClient, team: 
 # --- the same, with real objects ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def crds(admin_api: ApiClient) -> None:
-    """Gantry's CRDs, installed unless already there (other tests install them too)."""
-    extensions = client.ApiextensionsV1Api(admin_api)
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
-        try:
-            extensions.create_custom_resource_definition(crd)
-        except ApiException as err:
-            if err.status == 422:  # the CRD tests report what the server rejects, and why
-                pytest.skip(f"the API server rejects crds/{path.name}: {err.body}")
-            if err.status != 409:
-                raise
-
-        def established(name: str = crd["metadata"]["name"]) -> bool:
-            found = extensions.read_custom_resource_definition(name)
-            conditions = (found.status and found.status.conditions) or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-        wait_for(established, 60, f"CRD {crd['metadata']['name']} established")
-
-
 def _example(kind: str) -> dict[str, Any]:
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
@@ -561,7 +539,7 @@ def as_user(control_plane: Any) -> Iterator[Callable[[Subject], client.CustomObj
 
 
 def test_an_editor_creates_and_a_viewer_only_reads(
-    crds: None, team: Team, as_user: Callable[[Subject], client.CustomObjectsApi]
+    crds: list[dict[str, Any]], team: Team, as_user: Callable[[Subject], client.CustomObjectsApi]
 ) -> None:
     editor, viewer = as_user(team.editor), as_user(team.viewer)
     for kind, plural in (
