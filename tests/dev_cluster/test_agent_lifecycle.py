@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.conftest import wait_for
+from tests.conftest import require_triton, wait_for
 from tests.dev_cluster.devkit import (
     NODE,
     gone,
@@ -222,10 +222,7 @@ def test_logs_follow_until_the_container_ends(
 
 
 def test_a_tritonserver_container_serves_on_its_pod_ip(core: client.CoreV1Api, ns: str) -> None:
-    from dev_cluster.local_triton import triton_available
-
-    if not triton_available():
-        pytest.skip("the local Triton build is not installed under .tools (make tools)")
+    require_triton()
     triton = {
         "name": "triton",
         "image": "nvcr.io/nvidia/tritonserver:24.10-py3",

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from dev_cluster.cluster import DevCluster
-from dev_cluster.local_triton import triton_available
 from gantry_cli.demo_story import OPERATOR_VALUES, Story
+from tests.conftest import require_triton
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.skipif(not triton_available(), reason="local tritonserver not installed (make tools)")
 def test_train_serve_predict_and_autoscale(tmp_path: Path) -> None:
+    require_triton()
     with DevCluster(
         tmp_path / "cluster", operator=True, backoff_base=2.0, operator_values=OPERATOR_VALUES
     ) as cluster:
