@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import claim_manifest, export_digits_shaped_model
+from tests.conftest import claim_manifest, export_digits_shaped_model, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,24 +40,10 @@ from gantry.k8s.client import KubeClient  # noqa: E402
 from gantry.k8s.errors import ApiError  # noqa: E402
 from gantry_cli.predict import predict, predict_command, ready_pod_address  # noqa: E402
 
-T = TypeVar("T")
 NS = "default"
 KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 API = "gantry.dev/v1alpha1"
 ISVC = "inferenceservices"
-
-
-def wait_for(
-    probe: Callable[[], T | None], what: str, timeout: float, on_timeout: Callable[[], str]
-) -> T:
-    """Poll `probe` until it returns a truthy value, or fail with the cluster's view."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{on_timeout()}")
 
 
 # --- a digits-shaped model exported with torch ---------------------------------------------
@@ -172,7 +158,10 @@ def test_cpu_service_becomes_ready_and_matches_onnxruntime(
 ) -> None:
     kube.create(service("digits", "pvc://exports/digits/v1"))
     status = wait_for(
-        lambda: ready_version(kube, "digits", 1), "digits Ready", 90, debug_view(cluster, kube)
+        lambda: ready_version(kube, "digits", 1),
+        90,
+        "digits Ready",
+        on_timeout=debug_view(cluster, kube),
     )
     assert status["ready"] == "1/1"
     assert status["selector"] == "gantry.dev/inferenceservice=digits"
@@ -236,7 +225,10 @@ def test_unchanged_service_is_left_alone(
     server's defaults and canonical quantities must not read as differences: no Deployment
     PATCH is sent but the test's own, and no Triton pod is replaced or restarted."""
     wait_for(
-        lambda: ready_version(kube, "digits", 1), "digits Ready", 90, debug_view(cluster, kube)
+        lambda: ready_version(kube, "digits", 1),
+        90,
+        "digits Ready",
+        on_timeout=debug_view(cluster, kube),
     )
 
     def triton_pods() -> list[tuple[str, int]]:
@@ -259,7 +251,12 @@ def test_unchanged_service_is_left_alone(
         again = kube.get("v1", "services", "digits-headless", NS)
         return again is not None and again["metadata"]["uid"] != headless["metadata"]["uid"]
 
-    wait_for(recreated, "the headless Service to come back", 60, debug_view(cluster, kube))
+    wait_for(
+        recreated,
+        60,
+        "the headless Service to come back",
+        on_timeout=debug_view(cluster, kube),
+    )
     assert apiserver_requests(cluster, "PATCH", "deployments") == patches_before + 1, (
         cluster.operator_logs()
     )
@@ -311,7 +308,12 @@ def test_model_change_rolls_out_without_failed_requests(
     cluster: DevCluster, kube: KubeClient, exports: Path
 ) -> None:
     with SteadyLoad(kube, "digits") as load:
-        wait_for(lambda: load.ok >= 5, "requests flowing", 30, lambda: str(load.failures[:3]))
+        wait_for(
+            lambda: load.ok >= 5,
+            30,
+            "requests flowing",
+            on_timeout=lambda: str(load.failures[:3]),
+        )
         kube.patch(
             API, ISVC, "digits", NS, {"spec": {"model": {"storageUri": "pvc://exports/digits/v2"}}}
         )
@@ -322,7 +324,7 @@ def test_model_change_rolls_out_without_failed_requests(
             pods = kube.list("v1", "pods", NS, label_selector="gantry.dev/inferenceservice=digits")
             return len(pods) == 1  # the old pod has terminated
 
-        wait_for(rolled, "version 2 rolled out", 240, debug_view(cluster, kube))
+        wait_for(rolled, 240, "version 2 rolled out", on_timeout=debug_view(cluster, kube))
         served_before_stop = load.ok
     assert load.failures == [], load.failures[:5]
     assert served_before_stop > 10
@@ -404,12 +406,18 @@ def test_bad_inputs_end_in_clear_conditions(
         }
     )
     view = debug_view(cluster, kube)
-    missing = wait_for(failed_with(kube, "missing", "Optimized"), "missing model", 120, view)
+    missing = wait_for(
+        failed_with(kube, "missing", "Optimized"), 120, "missing model", on_timeout=view
+    )
     assert missing["reason"] == "ModelNotFound"
     assert "pvc://exports/nothing/here" in missing["message"]
-    corrupt = wait_for(failed_with(kube, "corrupt", "Optimized"), "corrupt model", 120, view)
+    corrupt = wait_for(
+        failed_with(kube, "corrupt", "Optimized"), 120, "corrupt model", on_timeout=view
+    )
     assert corrupt["reason"] == "CorruptModel"
-    no_claim = wait_for(failed_with(kube, "no-claim", "ModelResolved"), "no claim", 60, view)
+    no_claim = wait_for(
+        failed_with(kube, "no-claim", "ModelResolved"), 60, "no claim", on_timeout=view
+    )
     assert no_claim["reason"] == "ClaimNotFound" and "no-such-claim" in no_claim["message"]
     failed_training = failed_with(kube, "from-training", "ModelResolved")
 
@@ -417,7 +425,7 @@ def test_bad_inputs_end_in_clear_conditions(
         mark_failed()
         return failed_training()
 
-    training = wait_for(training_failed, "failed TrainingJob", 60, view)
+    training = wait_for(training_failed, 60, "failed TrainingJob", on_timeout=view)
     assert training["reason"] == "TrainingJobFailed"
     assert "TrainingJob 'broken-training' failed" in training["message"]
     for name in ("missing", "corrupt", "no-claim", "from-training"):
@@ -440,15 +448,15 @@ def test_operator_keeps_running_and_scales_with_a_pdb(
         status = status_of(kube, "digits")
         return status if status.get("ready") == "2/2" and status.get("phase") == "Ready" else None
 
-    wait_for(scaled, "2/2 replicas", 120, debug_view(cluster, kube))
+    wait_for(scaled, 120, "2/2 replicas", on_timeout=debug_view(cluster, kube))
     pdb = kube.get("policy/v1", "poddisruptionbudgets", "digits-triton", NS)
     assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1
     kube.patch(API, ISVC, "digits", NS, {"spec": {"replicas": 1}})
     wait_for(
         lambda: kube.get("policy/v1", "poddisruptionbudgets", "digits-triton", NS) is None,
-        "PDB removed at 1 replica",
         60,
-        debug_view(cluster, kube),
+        "PDB removed at 1 replica",
+        on_timeout=debug_view(cluster, kube),
     )
 
 
@@ -509,7 +517,7 @@ def test_a_users_service_and_pdb_under_child_names_are_left_alone(
             else None
         )
 
-    reported = wait_for(conflict, "ResourceConflict", 120, debug_view(cluster, kube))
+    reported = wait_for(conflict, 120, "ResourceConflict", on_timeout=debug_view(cluster, kube))
     assert "Service 'shared' already exists" in reported["message"]
     assert condition(status_of(kube, "shared"), "Ready")["status"] == "False"
     for before, api, plural in (
@@ -527,9 +535,9 @@ def test_a_users_service_and_pdb_under_child_names_are_left_alone(
     kube.delete(API, ISVC, "shared", NS)
     wait_for(
         lambda: kube.get(API, ISVC, "shared", NS) is None,
-        "shared deleted",
         60,
-        debug_view(cluster, kube),
+        "shared deleted",
+        on_timeout=debug_view(cluster, kube),
     )
     assert kube.get("v1", "services", "shared", NS) is not None
     assert kube.get("policy/v1", "poddisruptionbudgets", "shared-triton", NS) is not None
