@@ -144,6 +144,14 @@ class OperatorConfig(BaseModel):
         "answer within 10 s (and accepts client pings this often, see the client "
         "configuration); 0 = Triton's defaults (2 hours).",
     )
+    optimize_deadline_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description="An optimize Job running longer than this (a stuck build, a model fetch "
+        "that never ends) is stopped and the InferenceService fails with DeadlineExceeded, "
+        "so no build holds a GPU indefinitely.",
+    )
     run_as_user: int = Field(default=1000, ge=1, description="UID of every pod Gantry creates.")
     master_port_range: tuple[int, int] = Field(
         default=(20000, 32767),

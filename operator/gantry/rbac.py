@@ -84,8 +84,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         "events",
-        ("create",),
-        "kopf and the reconcilers post Events for every phase transition",
+        ("create", "list"),
+        "kopf and the reconcilers post Events for every phase transition; a TrainingJob "
+        "whose Job has no pods reads that Job's FailedCreate Events (quota, admission)",
     ),
     # --- Gantry's own resources ---------------------------------------------------------
     Rule(

@@ -289,6 +289,40 @@ def test_unschedulable_optimize_pod_is_reported() -> None:
     }
     outcome = job_outcome(_job(None), [pod])
     assert outcome.state == "running" and "Insufficient nvidia.com/gpu" in outcome.message
+    assert outcome.reason == "Unschedulable"
+
+
+def test_an_optimize_pod_that_cannot_pull_its_image_says_so() -> None:
+    waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "optimizer:9"'}
+    pod = {
+        "metadata": {"name": "digits-optimize-1-x"},
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "fetch", "state": {"waiting": waiting}}],
+        },
+    }
+    outcome = job_outcome(_job(None), [pod])
+    assert (outcome.state, outcome.reason) == ("running", "ImagePullBackOff")
+    assert 'Back-off pulling image "optimizer:9"' in outcome.message
+
+
+def test_an_optimize_job_past_its_deadline_fails_with_the_reason() -> None:
+    job = build_optimize_job(
+        {"metadata": {"name": "digits", "namespace": "ml"}},
+        spec_of(),
+        resolved(digest="a"),
+        TritonBackend.PYTHON,
+        "a" * 64,
+        OperatorConfig(optimize_deadline_seconds=900),
+    )
+    assert job["spec"]["activeDeadlineSeconds"] == 900
+    job["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+    }
+    killed = _pod("optimize", 137, "")
+    outcome = job_outcome(job, [killed])
+    assert (outcome.state, outcome.reason) == ("failed", "DeadlineExceeded")
+    assert "900 s" in outcome.message
 
 
 # --- Triton Deployment -------------------------------------------------------------

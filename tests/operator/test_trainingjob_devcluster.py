@@ -260,6 +260,7 @@ def test_objects_under_child_names_that_gantry_does_not_own_are_left_alone(env: 
     assert reported["status"] == "True"
     assert "ServiceAccount 'taken-trainer'" in reported["message"]
     assert "Service 'taken-workers'" in reported["message"]
+
     def conflict_events() -> list[dict[str, Any]]:
         return [
             e
@@ -280,6 +281,32 @@ def test_objects_under_child_names_that_gantry_does_not_own_are_left_alone(env: 
     _wait(lambda: env.client.get(API, PLURAL, "taken", NS) is None, "deletion", 60, env)
     assert env.client.get("v1", "serviceaccounts", "taken-trainer", NS) is not None
     assert env.client.get("v1", "services", "taken-workers", NS) is not None
+
+
+def test_a_job_over_its_namespaces_quota_says_so(env: Env) -> None:
+    """The Job controller cannot create the workers (pods quota 0): the reason shows."""
+    env.client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "capped"}})
+    env.client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods", "namespace": "capped"},
+            "spec": {"hard": {"pods": "0"}},
+        }
+    )
+    body = training_job("over", command=SLEEPER)
+    body["metadata"]["namespace"] = "capped"
+    env.client.create(body)
+
+    def quota_reason() -> dict[str, Any] | None:
+        status = ((env.client.get(API, PLURAL, "over", "capped") or {}).get("status")) or {}
+        running = [c for c in status.get("conditions") or [] if c["type"] == "Running"]
+        return status if running and running[0]["reason"] == "QuotaExceeded" else None
+
+    status = _wait(quota_reason, "the QuotaExceeded reason", 90, env)
+    assert status["phase"] == "Pending"
+    assert "exceeded quota: no-pods" in condition(status, "Running")["message"]
+    env.client.delete(API, PLURAL, "over", "capped")
 
 
 def test_deadline_exceeded_stops_the_workers(env: Env) -> None:

@@ -14,6 +14,8 @@ from gantry.trainingjob.state import (
     Observed,
     Plan,
     failed_pods_needing_logs,
+    job_without_pods,
+    podless_recheck_in,
     reconcile,
     rfc3339,
     ttl_expired,
@@ -392,3 +394,31 @@ def test_a_deleted_worker_that_the_kubelet_marked_failed_is_reported_as_deleted(
     )
     assert plan.status["phase"] == "Restarting"
     assert "was deleted while running (stopped with code 143)" in plan.status["message"]
+
+
+def test_a_job_whose_pods_cannot_be_created_says_why() -> None:
+    """Quota or admission: the Job controller's FailedCreate becomes the Running reason."""
+    created = job()
+    created["metadata"]["creationTimestamp"] = rfc3339(NOW - timedelta(seconds=1))
+    body = tj(running_status(phase="Pending"))
+    young = job_without_pods(Observed(jobs=[created]), body, NOW)
+    assert young is not None and young[0] == "t-a1"
+    assert podless_recheck_in(young[1]) == pytest.approx(2.0), "asked once the grace is over"
+    later = NOW + timedelta(seconds=30)
+    old = job_without_pods(Observed(jobs=[created]), body, later)
+    assert old is not None and podless_recheck_in(old[1]) == 10.0
+    assert job_without_pods(Observed(jobs=[created], pods=[pod(0)]), body, later) is None
+    quota = (
+        'pods "t-a1-0-x" is forbidden: exceeded quota: compute, requested: pods=1, used: '
+        "pods=0, limited: pods=0"
+    )
+    observed = Observed(jobs=[created], creation_failure=quota)
+    plan = reconcile(body, observed, CONFIG, now=later)
+    running = cond(plan, "Running")
+    assert (running["status"], running["reason"]) == ("False", "QuotaExceeded")
+    assert "exceeded quota" in running["message"] and plan.status["phase"] == "Pending"
+    assert reasons(plan) == ["QuotaExceeded"] and plan.events[0].type == "Warning"
+    again = reconcile(tj({**body["status"], **plan.status}), observed, CONFIG, now=later)
+    assert again.events == [], "the Warning is posted once"
+    denied = Observed(jobs=[created], creation_failure="admission webhook denied the request")
+    assert cond(reconcile(body, denied, CONFIG, now=later), "Running")["reason"] == "FailedCreate"

@@ -25,6 +25,7 @@ from gantry.config import OperatorConfig, TritonBackend
 from gantry.inferenceservice import names
 from gantry.inferenceservice.model_source import ResolvedModel
 from gantry.inferenceservice.podspec import resources_with_gpus
+from gantry.k8s.pods import stuck_pod
 from gantry.k8s.security import (
     container_security_context,
     literal,
@@ -293,6 +294,7 @@ def build_optimize_job(
         },
         "spec": {
             "backoffLimit": 0,
+            "activeDeadlineSeconds": config.optimize_deadline_seconds,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
@@ -343,12 +345,17 @@ def _tail(text: str, lines: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _pending_reason(pods: Sequence[Mapping[str, Any]]) -> str:
+def _pending_reason(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """(reason, message) of an optimize pod that cannot start or be placed; ("", "") else."""
+    stuck = stuck_pod(pods)
+    if stuck is not None:
+        return stuck.reason, f"optimize pod {stuck.pod} cannot start: {stuck.message}"
     for pod in pods:
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                return f"optimize pod cannot be scheduled: {condition.get('message') or ''}"
-    return ""
+                detail = condition.get("message") or ""
+                return "Unschedulable", f"optimize pod cannot be scheduled: {detail}"
+    return "", ""
 
 
 def job_outcome(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> OptimizeOutcome:
@@ -359,7 +366,16 @@ def job_outcome(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Op
     complete = _condition_true(job, "Complete")
     failed = _condition_true(job, "Failed")
     if complete is None and failed is None:
-        return OptimizeOutcome("running", message=_pending_reason(ordered))
+        reason, message = _pending_reason(ordered)
+        return OptimizeOutcome("running", reason=reason, message=message)
+    if failed is not None and failed.get("reason") == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        return OptimizeOutcome(
+            "failed",
+            reason="DeadlineExceeded",
+            message=f"the optimize Job ran longer than its deadline of {deadline} s "
+            "(optimizeDeadlineSeconds) and was stopped",
+        )
     for pod in reversed(ordered):
         fetch = _terminated(pod, FETCH_CONTAINER)
         if failed and fetch and fetch.get("exitCode"):

@@ -226,9 +226,13 @@ def _reconcile_model(
         outcome = OptimizeOutcome("running")
 
     if outcome.state == "running":
+        # A pod that cannot start (image pull, configuration) or be placed says why.
         detail = f": {outcome.message}" if outcome.message else ""
         verdicts.set(
-            "Optimized", "False", "Optimizing", f"optimize Job {job_name} is running{detail}"
+            "Optimized",
+            "False",
+            outcome.reason or "Optimizing",
+            f"optimize Job {job_name} is running{detail}",
         )
     elif outcome.state == "failed":
         verdicts.set(

@@ -71,6 +71,7 @@ _PLURALS = {
     "Pod": "pods",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "ReplicaSet": "replicasets",
+    "ResourceQuota": "resourcequotas",
     "Role": "roles",
     "RoleBinding": "rolebindings",
     "ScaledObject": "scaledobjects",

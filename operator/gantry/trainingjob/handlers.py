@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +42,12 @@ from gantry.trainingjob import naming
 from gantry.trainingjob.logs import FETCH_LINES
 from gantry.trainingjob.observe import lost_worker_note
 from gantry.trainingjob.state import (
+    NO_PODS_GRACE_SECONDS,
     Observed,
     failed_pods_needing_logs,
+    job_without_pods,
     next_due,
+    podless_recheck_in,
     reconcile,
     rfc3339,
     ttl_expired,
@@ -76,6 +80,22 @@ def fetch_logs(client: KubeClient, body: Mapping[str, Any], observed: Observed) 
     if not logs:
         return observed
     return Observed(jobs=observed.jobs, pods=observed.pods, logs=logs)
+
+
+def fetch_creation_failure(
+    client: KubeClient, namespace: str, job: str, observed: Observed
+) -> Observed:
+    """`observed` plus the newest FailedCreate Event message of `job`, if any."""
+    selector = f"involvedObject.kind=Job,involvedObject.name={job},reason=FailedCreate"
+    try:
+        found = client.list("v1", "events", namespace, field_selector=selector)
+    except ApiError as err:
+        log.info("cannot read the Events of Job %s/%s: %s", namespace, job, err.message)
+        return observed
+    if not found:
+        return observed
+    newest = max(found, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return replace(observed, creation_failure=str(newest.get("message") or "FailedCreate"))
 
 
 def status_changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,6 +208,11 @@ async def reconcile_pass(
         observed = observe(view, body)
         if failed_pods_needing_logs(body, observed):
             observed = await in_thread(fetch_logs, client, body, observed)
+        podless = job_without_pods(observed, body, moment)
+        if podless is not None and podless[1] >= NO_PODS_GRACE_SECONDS:
+            observed = await in_thread(
+                fetch_creation_failure, client, namespace, podless[0], observed
+            )
         plan = reconcile(body, observed, config, now=moment)
         current = current_children(view, namespace, plan.apply)
         foreign = foreign_objects(plan.apply, current, str(meta.get("uid")))
@@ -197,7 +222,14 @@ async def reconcile_pass(
             latest.remember(body, written)
             body = written
     due = next_due(body, moment)
-    return None if due is None else (due - moment).total_seconds()
+    seconds = None if due is None else (due - moment).total_seconds()
+    podless = job_without_pods(observed, body, moment) if phase != "Succeeded" else None
+    if podless is not None:
+        # No watch event says why pods do not appear (the Job controller only posts
+        # FailedCreate Events): look again after the grace period, then every few seconds.
+        again = podless_recheck_in(podless[1])
+        seconds = again if seconds is None else min(seconds, again)
+    return seconds
 
 
 def reconcile_once(

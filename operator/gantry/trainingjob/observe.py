@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gantry.k8s.conditions import get_condition, parse_time
+from gantry.k8s.pods import phase_of
 from gantry.trainingjob import naming
 
 Obj = Mapping[str, Any]
@@ -31,17 +32,9 @@ def worker_index(pod: Obj) -> int | None:
         return None
 
 
-def phase_of(pod: Obj) -> str:
-    return str((pod.get("status") or {}).get("phase") or "Pending")
-
-
 def is_alive(pod: Obj) -> bool:
     """A pod whose processes may still run (so a new attempt must not start yet)."""
     return phase_of(pod) in ("Pending", "Running", "Unknown")
-
-
-def is_deleted(pod: Obj) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def condition_true(obj: Obj, type_: str) -> bool:
@@ -59,57 +52,6 @@ def terminated_state(pod: Obj) -> Mapping[str, Any]:
         if last:
             return dict(last)
     return {}
-
-
-def unschedulable_message(pods: Sequence[Obj]) -> str | None:
-    """The scheduler's message for the first pod it could not place, if any."""
-    for pod in pods:
-        cond = get_condition((pod.get("status") or {}).get("conditions") or [], "PodScheduled")
-        if cond and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-            return str(cond.get("message") or "the scheduler cannot place the worker")
-    return None
-
-
-# Waiting reasons that will not resolve by themselves: the image cannot be pulled, or the
-# container's configuration (a missing Secret/ConfigMap key, a bad mount) is wrong.
-STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-    }
-)
-
-
-@dataclass(frozen=True)
-class StuckWorker:
-    """A worker whose container cannot start, and the kubelet's reason for it."""
-
-    pod: str
-    reason: str
-    message: str
-
-
-def stuck_worker(pods: Sequence[Obj]) -> StuckWorker | None:
-    """The first worker pod whose container waits for something that will not come."""
-    for pod in pods:
-        if is_deleted(pod) or phase_of(pod) != "Pending":
-            continue
-        statuses = [
-            *((pod.get("status") or {}).get("initContainerStatuses") or []),
-            *((pod.get("status") or {}).get("containerStatuses") or []),
-        ]
-        for status in statuses:
-            waiting = (status.get("state") or {}).get("waiting") or {}
-            reason = str(waiting.get("reason") or "")
-            if reason in STUCK_REASONS:
-                message = str(waiting.get("message") or reason)
-                return StuckWorker(_name(pod), reason, message)
-    return None
 
 
 @dataclass(frozen=True)

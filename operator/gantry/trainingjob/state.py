@@ -35,6 +35,7 @@ from gantry.config import OperatorConfig
 from gantry.k8s.conditions import get_condition, parse_time, set_condition
 from gantry.k8s.ownership import adopt
 from gantry.k8s.plan import Event, ObjectRef, Plan
+from gantry.k8s.pods import is_deleted, phase_of, stuck_pod, unschedulable_message
 from gantry.trainingjob import naming
 from gantry.trainingjob.children import trainer_rbac, workers_service
 from gantry.trainingjob.logs import worker_log_tail
@@ -44,11 +45,7 @@ from gantry.trainingjob.observe import (
     condition_true,
     first_failure,
     is_alive,
-    is_deleted,
-    phase_of,
-    stuck_worker,
     terminated_state,
-    unschedulable_message,
     worker_index,
 )
 from gantry.trainingjob.summary import parse_summary
@@ -66,6 +63,35 @@ class Observed:
     jobs: Sequence[Obj] = ()
     pods: Sequence[Obj] = ()
     logs: Mapping[str, str] = field(default_factory=dict)
+    # The Job controller's latest FailedCreate message for the current attempt's Job
+    # (an admission rejection, an exhausted quota), read only while it has no pods.
+    creation_failure: str | None = None
+
+
+# A Job this old without a single pod is worth asking why (its FailedCreate Events).
+NO_PODS_GRACE_SECONDS = 3.0
+NO_PODS_RECHECK_SECONDS = 10.0
+
+
+def podless_recheck_in(age: float) -> float:
+    """Seconds until a pod-less Job's FailedCreate Events are read (again)."""
+    if age < NO_PODS_GRACE_SECONDS:
+        return NO_PODS_GRACE_SECONDS - age
+    return NO_PODS_RECHECK_SECONDS
+
+
+def job_without_pods(observed: Observed, body: Obj, now: datetime) -> tuple[str, float] | None:
+    """(name, age in seconds) of the current attempt's Job while it has no pod at all."""
+    status = body.get("status") or {}
+    attempt = int(status.get("attempts") or 0)
+    if status.get("phase") in TERMINAL or attempt == 0 or (body.get("spec") or {}).get("suspend"):
+        return None
+    name = naming.job_name(str((body.get("metadata") or {}).get("name")), attempt)
+    job = next((j for j in observed.jobs if j["metadata"].get("name") == name), None)
+    if job is None or any(attempt_of(p) == attempt for p in observed.pods):
+        return None
+    created = parse_time(job["metadata"].get("creationTimestamp"))
+    return name, (now - created).total_seconds() if created is not None else 0.0
 
 
 def rfc3339(moment: datetime) -> str:
@@ -392,6 +418,7 @@ def _current_attempt(build: _Builder, run: _Run) -> Plan:
             and (condition_true(job, "Complete") or len(done) >= run.spec.workers)
             else None
         )
+        or _pods_not_created(build, run)
         or _workers_stuck(build, run)
         or _workers_unschedulable(build, run)
         or _running_or_starting(build, run, len(running))
@@ -416,13 +443,26 @@ def _attempt_failed(build: _Builder, run: _Run) -> Plan | None:
     return build.fail("BackoffLimitExceeded", message)
 
 
+def _pods_not_created(build: _Builder, run: _Run) -> Plan | None:
+    """The Job controller cannot create the workers: say why (quota, admission)."""
+    failure = run.observed.creation_failure
+    if failure is None or run.pods:
+        return None
+    reason = "QuotaExceeded" if "exceeded quota" in failure else "FailedCreate"
+    message = f"attempt {run.attempt}: the worker pods cannot be created: {failure}"
+    if _condition_reason(build.conditions, "Running") != reason:
+        build.event(reason, message, "Warning")
+    build.condition("Running", False, reason, message)
+    return build.finish(_waiting_phase(run), message)
+
+
 def _waiting_phase(run: _Run) -> Phase:
     return Phase.RESTARTING if run.attempt > 1 else Phase.PENDING
 
 
 def _workers_stuck(build: _Builder, run: _Run) -> Plan | None:
     """A worker that cannot start (image pull, config error) is named with its reason."""
-    stuck = stuck_worker(run.pods)
+    stuck = stuck_pod(run.pods)
     if stuck is None:
         return None
     message = (
