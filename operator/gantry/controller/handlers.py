@@ -15,6 +15,7 @@ HANDLER_MODULES = (
     "gantry.controller.settings",
     "gantry.controller.connection",
     "gantry.controller.watch_cache",
+    "gantry.controller.health",
     "gantry.trainingjob.handlers",
     "gantry.inferenceservice.handlers",
     "gantry.autoscaler.handlers",

@@ -291,17 +291,26 @@ class KubeClient:
                 attempt += 1
 
     def _request_once(
-        self, method: str, path: str, body: Any, content_type: str, accept: str
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+        accept: str,
+        timeout: float | None = None,
     ) -> bytes:
         headers = {"Accept": accept, "Content-Type": content_type}
         _method, url, headers, _body, _post = self.api.param_serialize(
             method, path, header_params=headers, auth_settings=["BearerToken"]
         )
-        timeout = (self.retry.connect_timeout, self.retry.read_timeout)
+        if timeout is None:
+            timeouts = (self.retry.connect_timeout, self.retry.read_timeout)
+        else:
+            timeouts = (min(timeout, self.retry.connect_timeout), timeout)
         try:
             # The REST layer JSON-encodes dict and list bodies itself.
             response = self.api.call_api(
-                method, url, header_params=headers, body=body, _request_timeout=timeout
+                method, url, header_params=headers, body=body, _request_timeout=timeouts
             )
             data: bytes = response.read() or b""  # type: ignore[no-untyped-call]
         except ApiException as err:
@@ -316,6 +325,14 @@ class KubeClient:
             error.retry_after = retry_after_seconds(response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
             raise error
         return data
+
+    def version(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The server's /version, asked once without retries: is the API reachable now?"""
+        data = self._request_once(
+            "GET", "/version", None, "application/json", "application/json", timeout
+        )
+        parsed = json.loads(data) if data else {}
+        return parsed if isinstance(parsed, dict) else {}
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         data = self._request(method, path, **kwargs)
