@@ -32,7 +32,7 @@ from tests.conftest import (
     grant_trainer_role,
     wait_for,
 )
-from tests.security.conftest import (
+from tests.security.security_testkit import (
     POLICY_KINDS,
     RBAC_KINDS,
     apply_as_admin,
