@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_onnx
 
 from model_repo import pipeline
 from model_repo.accuracy import AccuracyResult
@@ -16,6 +15,7 @@ from model_repo.errors import ModelError
 from model_repo.optimize import REPORT_LIMIT, compact, main
 from model_repo.tensorrt_build import tensorrt_available
 from model_repo.triton_config import parse_config
+from tests.model_repo.model_testkit import tiny_onnx
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import tiny_onnx, write_metadata
 
 from model_repo.errors import ModelError
 from model_repo.signature import TensorSpec, read_signature
+from tests.model_repo.model_testkit import tiny_onnx, write_metadata
 
 
 def test_exported_model_signature_merges_metadata(digits_export: Path) -> None:

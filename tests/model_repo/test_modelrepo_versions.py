@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import tiny_onnx
 
 from model_repo.repository import choose_version, publish
 from model_repo.signature import read_signature
 from model_repo.triton_config import ServingOptions, parse_config
+from tests.model_repo.model_testkit import tiny_onnx
 
 
 @pytest.mark.parametrize(
