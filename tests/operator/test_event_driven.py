@@ -223,11 +223,11 @@ class RecordingWriter:
         self.calls: list[tuple[str, str]] = []
         self.taken = taken
 
-    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        self.calls.append(("create", obj["metadata"]["name"]))
+    def create_applied(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", desired["metadata"]["name"]))
         if self.taken:
             raise Conflict(409, "AlreadyExists", "exists")
-        return dict(obj)
+        return dict(desired)
 
     def server_side_apply(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", desired["metadata"]["name"]))

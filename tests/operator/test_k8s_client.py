@@ -44,7 +44,11 @@ def test_apply_creates_then_is_idempotent_then_updates(client: KubeClient, names
     updated, changed = client.apply(service(namespace, 81))
     assert changed == "updated" and updated["spec"]["ports"][0]["port"] == 81
     got = client.get("v1", "services", "svc", namespace)
-    assert got is not None and got["spec"]["ports"][0]["port"] == 81
+    assert got is not None and [p["port"] for p in got["spec"]["ports"]] == [81], (
+        "a field dropped from the desired object is removed: one apply manager owns it all"
+    )
+    owners = {(m["manager"], m["operation"]) for m in got["metadata"]["managedFields"]}
+    assert owners == {("gantry", "Apply")}
     assert [
         s["metadata"]["name"]
         for s in client.list("v1", "services", namespace, label_selector="app=demo")

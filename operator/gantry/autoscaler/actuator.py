@@ -432,7 +432,5 @@ class ServiceAutoscaler:
                 desired["kind"],
                 self.name,
             )
-        elif current is None:
-            await self._call(self.kube.create, desired)
-        elif not matches(current, desired):
+        elif current is None or not matches(current, desired):
             await self._call(self.kube.apply, desired)

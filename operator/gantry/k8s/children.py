@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from gantry.k8s.client import matches, owned_fields
+from gantry.k8s.client import matches
 from gantry.k8s.conditions import set_condition
 from gantry.k8s.errors import Conflict
 
@@ -29,7 +29,7 @@ Outcome = Literal["created", "updated", "unchanged", "exists"]
 class ChildWriter(Protocol):
     """The part of `KubeClient` that writes children."""
 
-    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    def create_applied(self, desired: Mapping[str, Any]) -> dict[str, Any]: ...
 
     def server_side_apply(self, desired: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -110,13 +110,14 @@ def write_child(
 ) -> Outcome:
     """Create `desired` when the cache has nothing, apply it when our fields differ.
 
-    The caller has excluded foreign objects. A create that finds the name taken means the
-    cache is behind (our own earlier create) or someone just took it: either way the next
-    pass, fed by the watch, decides — nothing is overwritten here.
+    The caller has excluded foreign objects. Creation is create-only: if the name was taken
+    meanwhile (our own earlier create not yet in the cache, or someone else's object), the
+    server refuses (409) and the next pass, fed by the watch, decides — nothing is
+    overwritten or adopted here.
     """
     if current is None:
         try:
-            client.create(owned_fields(desired))
+            client.create_applied(desired)
         except Conflict:
             return "exists"
         return "created"

@@ -418,7 +418,8 @@ class KubeClient:
         """Server-side apply of `desired`'s own fields under the field manager `gantry`.
 
         Forced: Gantry owns every field it sends (a user's `kubectl edit` of one of them is
-        reverted), and only those — fields it never sends stay with whoever set them.
+        reverted), and only those — fields it never sends stay with whoever set them; a
+        field it stops sending is removed.
         """
         api_version, kind, meta = _identity(desired)
         path = resource_path(api_version, plural_of(kind), meta["name"], meta.get("namespace"))
@@ -430,8 +431,60 @@ class KubeClient:
             content_type=_PATCH_CONTENT_TYPES["apply"],
         )
 
+    def create_applied(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        """Create `desired` (a 409 when the name is taken: never someone else's object) and
+        record its fields as applied by `gantry`, exactly as if server-side apply had
+        created it.
+
+        An apply cannot be made create-only, and a plain create leaves its fields owned by
+        an "Update" entry that later applies cannot remove fields from; turning that entry
+        into an "Apply" one (the migration the Kubernetes documentation describes for
+        client-side applied objects) gives both: no take-over, and a single owner.
+        """
+        api_version, kind, meta = _identity(desired)
+        plural, namespace = plural_of(kind), meta.get("namespace")
+        created = self._json(
+            "POST",
+            resource_path(api_version, plural, namespace=namespace),
+            query={"fieldManager": FIELD_MANAGER},
+            body=owned_fields(desired),
+        )
+        for _ in range(3):
+            entries = (created.get("metadata") or {}).get("managedFields") or []
+            index = next(
+                (
+                    i
+                    for i, e in enumerate(entries)
+                    if e.get("manager") == FIELD_MANAGER
+                    and e.get("operation") == "Update"
+                    and not e.get("subresource")
+                ),
+                None,
+            )
+            if index is None:
+                return created
+            at = f"/metadata/managedFields/{index}"
+            try:
+                return self.patch(
+                    api_version,
+                    plural,
+                    meta["name"],
+                    namespace,
+                    [
+                        {"op": "test", "path": f"{at}/manager", "value": FIELD_MANAGER},
+                        {"op": "test", "path": f"{at}/operation", "value": "Update"},
+                        {"op": "replace", "path": f"{at}/operation", "value": "Apply"},
+                    ],
+                    patch_type="json",
+                )
+            except ApiError as err:  # the entries moved (a controller wrote): read again
+                if err.status not in (409, 422):
+                    raise
+                created = self.get(api_version, plural, meta["name"], namespace) or {}
+        return created
+
     def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], ApplyResult]:
-        """Read the object, then create it or server-side apply it when our fields differ.
+        """Read the object, then create or server-side apply it when our fields differ.
 
         The reconcilers skip the read (their watch cache holds the object, see
         `gantry.k8s.children`); this form serves callers without a cache.
@@ -439,7 +492,7 @@ class KubeClient:
         api_version, kind, meta = _identity(desired)
         current = self.get(api_version, plural_of(kind), meta["name"], meta.get("namespace"))
         if current is None:
-            return self.create(owned_fields(desired)), "created"
+            return self.create_applied(desired), "created"
         if matches(current, desired):
             return current, "unchanged"
         return self.server_side_apply(desired), "updated"
