@@ -11,6 +11,12 @@
 - **Operator**: the Helm chart `charts/gantry` installed with `helm upgrade --install`
   (release `gantry` in `gantry-system`, dev values below); the operator runs as the chart's
   Deployment on the dev node with its ServiceAccount's token — never as cluster admin.
+  Its `gantry` package is this checkout's (the virtual environment's editable install);
+  `operator_source` names another directory holding a `gantry` package (another
+  checkout's `operator/`), put first on the operator pod's PYTHONPATH, and `chart_dir` /
+  `crd_dir` another chart and CRDs: how `bench/operator_scale.py` runs an older operator.
+- **Audit** (off by default): `audit_log` makes kube-apiserver log every request of the
+  operator's ServiceAccount there (level Metadata, JSON; see `dev_cluster.controlplane`).
 
 Everything runs on one event loop in a background thread (or the caller's thread for
 `serve`). State directory (default `.gantry/dev`): `kubeconfig` (cluster admin), `pki/`,
@@ -137,6 +143,31 @@ def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str,
     return out
 
 
+def fit_to_schema(
+    values: Mapping[str, Any], schema: Mapping[str, Any], path: str = ""
+) -> tuple[dict[str, Any], list[str]]:
+    """`values` without the keys a chart's values schema forbids (`additionalProperties:
+    false`), at any depth; and the dotted paths of the keys dropped."""
+    properties = schema.get("properties") or {}
+    closed = schema.get("additionalProperties") is False
+    out: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else key
+        sub = properties.get(key)
+        if sub is None:
+            if closed:
+                dropped.append(where)
+            else:
+                out[key] = value
+        elif isinstance(value, Mapping) and isinstance(sub, Mapping) and "properties" in sub:
+            out[key], more = fit_to_schema(value, sub, where)
+            dropped += more
+        else:
+            out[key] = value
+    return out, dropped
+
+
 def node_agent_rbac(node: str) -> list[dict[str, Any]]:
     """What the dev kubelet reads beyond the Node authorizer's graph (it caches whole
     kinds instead of watching single objects), and the provisioner's rights."""
@@ -205,6 +236,9 @@ class DevCluster:
         port: int = 0,
         crd_dir: Path = CRD_DIR,
         operator_values: Mapping[str, Any] | None = None,
+        chart_dir: Path = CHART_DIR,
+        operator_source: Path | str | None = None,
+        audit_log: Path | str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir or Path.cwd() / ".gantry" / "dev").resolve()
         self.kubeconfig = (
@@ -218,6 +252,9 @@ class DevCluster:
         self.backoff_base = backoff_base
         self.port = port
         self.crd_dir = crd_dir
+        self.chart_dir = Path(chart_dir)
+        self.operator_source = Path(operator_source).resolve() if operator_source else None
+        self.audit_log = Path(audit_log).resolve() if audit_log else None
         self.url = ""
         self.crds: list[str] = []
         self.control_plane: ControlPlane | None = None
@@ -242,8 +279,29 @@ class DevCluster:
         )
 
     def values(self) -> dict[str, Any]:
-        """The chart values `gantry dev up` installs the operator with."""
-        return merge_values(DEV_VALUES, self.operator_values)
+        """The chart values `gantry dev up` installs the operator with.
+
+        Another chart (`chart_dir`, e.g. an older checkout's) gets only the values its
+        schema declares: the dev values may name settings it does not know yet.
+        """
+        values = merge_values(DEV_VALUES, self.operator_values)
+        if self.operator_source is not None:
+            env = [e for e in values.get("extraEnv") or [] if e.get("name") != "PYTHONPATH"]
+            path = {"name": "PYTHONPATH", "value": str(self.operator_source)}
+            values["extraEnv"] = [path, *env]
+        schema = self.chart_dir / "values.schema.json"
+        if self.chart_dir.resolve() != CHART_DIR.resolve() and schema.is_file():
+            values, dropped = fit_to_schema(values, json.loads(schema.read_text()))
+            if dropped:
+                log.info("values the chart in %s does not declare: %s", self.chart_dir, dropped)
+        return values
+
+    def operator_user(self) -> str:
+        """The API user the operator acts as: its ServiceAccount (the chart's naming)."""
+        account = self.values().get("serviceAccount") or {}
+        # Created: its name defaults to the fullname (the release's, which contains "gantry").
+        name = account.get("name") or (RELEASE if account.get("create", True) else "default")
+        return f"system:serviceaccount:{OPERATOR_NAMESPACE}:{name}"
 
     async def serve(
         self, on_ready: Callable[[DevCluster], Awaitable[None] | None] | None = None
@@ -254,7 +312,13 @@ class DevCluster:
         self._stop = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
-        cp = ControlPlane(self.state_dir, node_name=NODE_NAME, ports=Ports(apiserver=self.port))
+        cp = ControlPlane(
+            self.state_dir,
+            node_name=NODE_NAME,
+            ports=Ports(apiserver=self.port),
+            audit_log=self.audit_log,
+            audit_users=(self.operator_user(),),
+        )
         self.control_plane = cp
         provisioner: ProvisionerAgent | None = None
         await cp.start()
@@ -350,7 +414,7 @@ class DevCluster:
         values = self.state_dir / "operator-values.yaml"
         values.write_text(yaml.safe_dump(self.values(), sort_keys=False))
         command = [
-            helm, "upgrade", "--install", RELEASE, str(CHART_DIR),
+            helm, "upgrade", "--install", RELEASE, str(self.chart_dir),
             "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
             "--kubeconfig", str(self.kubeconfig), "-f", str(values),
         ]  # fmt: skip

@@ -10,6 +10,12 @@ for the same reason (one 2-CPU laptop, no network): etcd skips fsync, leader ele
 off, and the API server does not reconcile the `kubernetes` Service's endpoints (they
 would be 127.0.0.1, which EndpointSlices forbid; in-pod clients get the API address
 through KUBERNETES_SERVICE_HOST/PORT, set by the dev kubelet).
+
+Auditing is off unless asked for (`ControlPlane(audit_log=path)`, used by
+`bench/operator_scale.py` to count a client's requests at the API server): the policy
+(`audit_policy`) records the named users' requests at level Metadata (who, verb,
+resource, response code, timestamps; no bodies) and nothing else, and the log is written
+in batches so that auditing does not slow the server down.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import yaml
 
 from ..agent.process import ProcessRegistry, with_parent_death
 from .kubeconfig import write_kubeconfig
@@ -45,6 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 SERVICE_CIDR = "10.96.0.0/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+AUDIT_POLICY_FILE = "audit-policy.yaml"
 
 
 class ControlPlaneError(RuntimeError):
@@ -85,6 +94,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def audit_policy(users: Sequence[str] = ()) -> dict[str, Any]:
+    """An audit policy: level Metadata for requests of `users` (every request when none
+    are named), nothing for anyone else; one event per request when its response is
+    complete (a watch also logs one when its response starts)."""
+    rules: list[dict[str, Any]] = [{"level": "Metadata"}]
+    if users:
+        rules = [{"level": "Metadata", "users": list(users)}, {"level": "None"}]
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": rules,
+    }
+
+
+def audit_args(policy_file: Path, log_path: Path) -> list[str]:
+    """kube-apiserver flags for a JSON audit log written asynchronously in batches.
+
+    Batches of up to 1,000 events, flushed at least every second, are written without
+    throttling from a buffer of 100,000 (the server drops events, and logs "audit buffer
+    queue blocked", only when that fills). The file is not rotated: whoever reads it
+    (a benchmark) sees every event of the run in one place.
+    """
+    return [
+        f"--audit-policy-file={policy_file}",
+        f"--audit-log-path={log_path}",
+        "--audit-log-format=json",
+        "--audit-log-mode=batch",
+        "--audit-log-batch-buffer-size=100000",
+        "--audit-log-batch-max-size=1000",
+        "--audit-log-batch-max-wait=1s",
+        "--audit-log-batch-throttle-enable=false",
+        "--audit-log-maxsize=0",
+    ]
+
+
 @dataclass
 class Ports:
     """Every port the control plane listens on (0 = pick a free one at start)."""
@@ -122,6 +167,10 @@ class ControlPlane:
     ports: Ports = field(default_factory=Ports)
     extra_apiserver_args: Sequence[str] = ()
     processes: list[Process] = field(default_factory=list)
+    # The API server's audit log (None: no auditing) and the users it records (none
+    # named: every request); see `audit_policy`.
+    audit_log: Path | None = None
+    audit_users: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         self.pki = PKI(self.state_dir / "pki")
@@ -138,6 +187,10 @@ class ControlPlane:
     def admin_kubeconfig(self) -> Path:
         return self.config_dir / "admin.kubeconfig"
 
+    @property
+    def audit_policy_file(self) -> Path:
+        return self.config_dir / AUDIT_POLICY_FILE
+
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self, timeout: float = 120) -> None:
@@ -152,6 +205,11 @@ class ControlPlane:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.pki.ensure(self.node_name)
         write_kubeconfig(self.admin_kubeconfig, self.url, self.pki.ca.cert, self.pki.client(ADMIN))
+        if self.audit_log is not None:
+            self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+            self.audit_policy_file.write_text(
+                yaml.safe_dump(audit_policy(self.audit_users), sort_keys=False)
+            )
         cm_config = write_kubeconfig(
             self.config_dir / "controller-manager.kubeconfig",
             self.url, self.pki.ca.cert, self.pki.client(CONTROLLER_MANAGER), "controller-manager",
@@ -238,6 +296,7 @@ class ControlPlane:
             "--allow-privileged=true",
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            *(audit_args(self.audit_policy_file, self.audit_log) if self.audit_log else []),
             *self.extra_apiserver_args,
         ]
 

@@ -1,4 +1,5 @@
-"""The dev cluster's PKI, without starting anything: who each certificate says it is."""
+"""The dev cluster's PKI and audit settings, without starting anything: who each certificate
+says it is, what the API server audits and which chart values an operator gets."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dev_cluster.controlplane.launcher import ControlPlane, audit_policy
 from dev_cluster.controlplane.pki import (
     ADMIN,
     APISERVER_KUBELET_CLIENT,
@@ -22,6 +24,7 @@ from dev_cluster.controlplane.pki import (
 )
 
 NODE = "dev-node"
+OPERATOR = "system:serviceaccount:gantry-system:gantry"
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +145,79 @@ def test_a_second_node_gets_its_own_identity(pki: PKI) -> None:
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
     dns, _ = sans(load(pki.kubelet_serving("other-node").cert))
     assert "other-node" in dns
+
+
+# ---- auditing (off unless asked for) --------------------------------------------------
+
+
+def test_the_api_server_audits_nothing_by_default(tmp_path: Path) -> None:
+    args = ControlPlane(tmp_path)._apiserver_args()
+    assert not [a for a in args if a.startswith("--audit")]
+
+
+def test_an_audit_log_records_only_the_named_users_in_json_batches(tmp_path: Path) -> None:
+    log = tmp_path / "audit" / "audit.log"
+    cp = ControlPlane(tmp_path, audit_log=log, audit_users=[OPERATOR])
+    flags = dict(a.split("=", 1) for a in cp._apiserver_args() if a.startswith("--audit"))
+    assert flags["--audit-log-path"] == str(log)
+    assert flags["--audit-policy-file"] == str(cp.audit_policy_file)
+    assert flags["--audit-log-format"] == "json"
+    assert flags["--audit-log-mode"] == "batch"  # never blocks a response on the log
+    assert flags["--audit-log-batch-throttle-enable"] == "false"
+    assert flags["--audit-log-maxsize"] == "0"  # one file for the whole run
+    policy = audit_policy([OPERATOR])
+    assert policy["kind"] == "Policy" and policy["omitStages"] == ["RequestReceived"]
+    assert policy["rules"] == [{"level": "Metadata", "users": [OPERATOR]}, {"level": "None"}]
+    assert audit_policy()["rules"] == [{"level": "Metadata"}]
+
+
+def test_the_dev_cluster_audits_the_operators_service_account(tmp_path: Path) -> None:
+    from dev_cluster.cluster import DevCluster
+
+    assert DevCluster(tmp_path).operator_user() == OPERATOR
+    assert DevCluster(tmp_path).audit_log is None
+    named = DevCluster(tmp_path, operator_values={"serviceAccount": {"name": "ops"}})
+    assert named.operator_user() == "system:serviceaccount:gantry-system:ops"
+
+
+def test_an_operator_source_goes_first_on_the_operator_pods_pythonpath(tmp_path: Path) -> None:
+    from dev_cluster.cluster import DevCluster
+
+    assert "extraEnv" not in DevCluster(tmp_path).values()
+    extra = [{"name": "GANTRY_X", "value": "1"}, {"name": "PYTHONPATH", "value": "/old"}]
+    source = tmp_path / "baseline" / "operator"
+    cluster = DevCluster(tmp_path, operator_source=source, operator_values={"extraEnv": extra})
+    assert cluster.values()["extraEnv"] == [
+        {"name": "PYTHONPATH", "value": str(source)},
+        {"name": "GANTRY_X", "value": "1"},
+    ]
+
+
+def test_another_chart_gets_only_the_values_its_schema_declares(tmp_path: Path) -> None:
+    import json
+
+    from dev_cluster.cluster import DevCluster, fit_to_schema
+
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "config": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"tritonBackends": {"type": "array"}},
+            },
+            "extraEnv": {"type": "array"},
+            "podLabels": {"type": "object", "properties": {}},
+        },
+    }
+    values = {"config": {"tritonBackends": ["python"], "newSetting": 1}, "podLabels": {"a": "b"}}
+    fitted, dropped = fit_to_schema(values, schema)
+    assert fitted == {"config": {"tritonBackends": ["python"]}, "podLabels": {"a": "b"}}
+    assert dropped == ["config.newSetting"]
+    chart = tmp_path / "old-chart"
+    chart.mkdir()
+    (chart / "values.schema.json").write_text(json.dumps(schema))
+    old = DevCluster(tmp_path, chart_dir=chart, operator_values={"unknown": True})
+    assert set(old.values()) <= {"config", "extraEnv", "podLabels"}
+    assert DevCluster(tmp_path, operator_values={"unknown": True}).values()["unknown"] is True
