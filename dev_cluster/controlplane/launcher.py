@@ -178,6 +178,7 @@ class ControlPlane:
         self.config_dir = self.state_dir / "control-plane"
         # what an earlier run left behind (killed without stopping us) is reaped at start
         self.registry = ProcessRegistry(self.state_dir / "run" / "control-plane")
+        self._argv: dict[str, list[str]] = {}  # each component's flags, to start it again
 
     @property
     def url(self) -> str:
@@ -242,6 +243,41 @@ class ControlPlane:
 
     def pids(self) -> dict[str, int]:
         return {p.name: p.proc.pid for p in self.processes}
+
+    # ---- faults: one component stopped and started again (the fault suite) --------------
+
+    async def stop_component(self, name: str, grace: float = 10) -> None:
+        """Stop one component (SIGTERM, SIGKILL after `grace` s); the others keep running."""
+        process = self._process(name)
+        await _terminate(process.proc, grace)
+        self.registry.discard(process.proc.pid)
+
+    async def start_component(self, name: str, timeout: float = 120) -> None:
+        """Start a stopped component again with its flags (etcd keeps its data directory),
+        in its place in the stop order; return once it answers its health check."""
+        old = self._process(name)
+        if old.proc.returncode is None:
+            raise ControlPlaneError(f"{name} is running")
+        await self._spawn(name, self._argv[name])
+        self.processes[self.processes.index(old)] = self.processes.pop()
+        deadline = time.monotonic() + timeout
+        health = {
+            "etcd": f"http://127.0.0.1:{self.ports.etcd_client}/health",
+            "kube-apiserver": self.url + "/readyz",
+            "kube-controller-manager": f"https://127.0.0.1:{self.ports.controller_manager}/healthz",
+            "kube-scheduler": f"https://127.0.0.1:{self.ports.scheduler}/healthz",
+        }
+        await self._wait_ready(health[name], deadline, client=name == "kube-apiserver")
+
+    async def restart_component(self, name: str, timeout: float = 120) -> None:
+        await self.stop_component(name)
+        await self.start_component(name, timeout)
+
+    def _process(self, name: str) -> Process:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise ControlPlaneError(f"no control-plane component named {name!r}")
 
     # ---- arguments ---------------------------------------------------------------------
 
@@ -340,6 +376,7 @@ class ControlPlane:
                 start_new_session=True,
             )  # fmt: skip
         self.registry.add(proc.pid)
+        self._argv[name] = args
         self.processes.append(Process(name, proc, log_path))
 
     def _check_alive(self) -> None:
