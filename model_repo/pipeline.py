@@ -272,7 +272,7 @@ def _resolve(req: OptimizeRequest, work: Path) -> tuple[Path, Signature, str]:
             f"{digest[:16]}… where {req.expected_sha256[:16]}… was recorded (changed since?)",
             "DigestMismatch",
         )
-    return model_dir, sig, digest
+    return storage.self_contained(model_dir, work, MODEL_FILE), sig, digest
 
 
 def _walk(

@@ -163,3 +163,44 @@ def fetch(uri: str, dest: Path, pvc_root: Path = DEFAULT_PVC_ROOT, client: Any =
     else:
         download_s3(parsed, dest, client if client is not None else s3_client())
     return sum(1 for p in dest.rglob("*") if p.is_file())
+
+
+# protobuf cannot hold a model of 2 GiB or more in one message.
+INLINE_LIMIT_BYTES = 1_900_000_000
+
+
+def self_contained(model_dir: Path, work: Path, model_file: str = "model.onnx") -> Path:
+    """`model_dir`, or a directory where `model_file` carries its weights inline.
+
+    PyTorch's default exporter writes the weights of an ONNX model beside it
+    (`model.onnx.data`); every later step (ONNX Runtime's optimized copy, quantization,
+    TensorRT) writes new files elsewhere, where such references would dangle. The other
+    files of `model_dir` are linked into the new directory unchanged.
+    """
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    source = model_dir / model_file
+    header = onnx.load(str(source), load_external_data=False)
+    external = [t for t in header.graph.initializer if uses_external_data(t)]
+    if not external:
+        return model_dir
+    out = work / "self-contained"
+    out.mkdir(parents=True, exist_ok=True)
+    data_files = {
+        entry.value for t in external for entry in t.external_data if entry.key == "location"
+    }
+    for item in model_dir.iterdir():
+        if item.name != model_file and item.name not in data_files:
+            (out / item.name).symlink_to(item.resolve())
+    model = onnx.load(str(source), load_external_data=True)
+    if model.ByteSize() < INLINE_LIMIT_BYTES:
+        onnx.save_model(model, str(out / model_file))
+    else:  # too large for one message: keep the weights external, next to this copy
+        onnx.save_model(
+            model,
+            str(out / model_file),
+            save_as_external_data=True,
+            location=f"{model_file}.data",
+        )
+    return out

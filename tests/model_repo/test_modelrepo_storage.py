@@ -137,3 +137,49 @@ def test_fetch_cli_reads_credentials_from_env(
     assert SECRET not in out
     assert fetch_cli.main(["--uri", "ftp://x/y", "--dest", str(tmp_path / "e")]) == 2
     assert json.loads(capsys.readouterr().out)["reason"] == "StorageError"
+
+
+def test_a_model_with_its_weights_beside_it_is_made_self_contained(tmp_path: Path) -> None:
+    """PyTorch's default exporter writes model.onnx.data: later steps copy model.onnx alone."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.external_data_helper import uses_external_data
+
+    from model_repo import ort_optimize
+    from model_repo.storage import self_contained
+
+    weight = numpy_helper.from_array(np.ones((4, 3), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [weight],
+    )
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(exported / "model.onnx"),
+        save_as_external_data=True,
+        location="model.onnx.data",
+        size_threshold=0,
+    )
+    (exported / "notes.txt").write_text("kept")
+    assert (exported / "model.onnx.data").is_file()
+    inline = self_contained(exported, tmp_path / "work")
+    assert inline != exported and (inline / "notes.txt").read_text() == "kept"
+    assert not (inline / "model.onnx.data").exists()
+    loaded = onnx.load(str(inline / "model.onnx"), load_external_data=False)
+    assert not any(uses_external_data(t) for t in loaded.graph.initializer)
+    # ONNX Runtime's optimized copy, written elsewhere, runs on its own
+    optimized = tmp_path / "elsewhere" / "model.onnx"
+    optimized.parent.mkdir()
+    ort_optimize.graph_optimize(inline / "model.onnx", optimized)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(optimized), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": np.ones((1, 4), dtype=np.float32)})
+    assert y.tolist() == [[4.0, 4.0, 4.0]]
+    assert self_contained(inline, tmp_path / "again") == inline, "already self-contained"

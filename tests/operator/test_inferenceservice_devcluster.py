@@ -38,7 +38,12 @@ from click.testing import CliRunner  # noqa: E402
 from dev_cluster.cluster import DevCluster  # noqa: E402
 from gantry.k8s.client import KubeClient  # noqa: E402
 from gantry.k8s.errors import ApiError  # noqa: E402
-from gantry_cli.predict import predict, predict_command, ready_pod_address  # noqa: E402
+from gantry_cli.predict import (  # noqa: E402
+    model_signature,
+    predict,
+    predict_command,
+    ready_pod_address,
+)
 
 NS = "default"
 KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
@@ -541,3 +546,71 @@ def test_a_users_service_and_pdb_under_child_names_are_left_alone(
     )
     assert kube.get("v1", "services", "shared", NS) is not None
     assert kube.get("policy/v1", "poddisruptionbudgets", "shared-triton", NS) is not None
+
+
+# A user's own training script that exports with PyTorch's documented defaults (the
+# dynamo exporter, fixed shapes) and nothing of Gantry's runtime.
+PLAIN_EXPORT = """
+import os, torch
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+path = os.path.join(os.environ["GANTRY_OUTPUT_DIR"], "model.onnx")
+torch.onnx.export(model, (torch.randn(1, 1, 8, 8),), path)
+print("exported", path)
+"""
+
+
+def test_a_plain_torch_onnx_export_from_a_trainingjob_is_served(
+    cluster: DevCluster, kube: KubeClient, exports: Path
+) -> None:
+    """torch.onnx.export with PyTorch's defaults, run as a TrainingJob, then served."""
+    kube.create(
+        {
+            "apiVersion": API,
+            "kind": "TrainingJob",
+            "metadata": {"name": "plain", "namespace": NS},
+            "spec": {
+                "command": ["python", "-c", PLAIN_EXPORT],
+                "workers": 1,
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                "output": {"storageUri": "pvc://exports/plain/v1"},
+            },
+        }
+    )
+
+    def trained() -> dict[str, Any] | None:
+        status = ((kube.get(API, "trainingjobs", "plain", NS) or {}).get("status")) or {}
+        if status.get("phase") == "Failed":
+            pytest.fail(f"the TrainingJob failed: {status.get('message')}")
+        return status if status.get("phase") == "Succeeded" else None
+
+    status = wait_for(trained, 300, "the plain TrainingJob", on_timeout=debug_view(cluster, kube))
+    assert status["attempts"] == 1
+    assert (exports / "plain" / "v1" / "model.onnx").is_file()
+    kube.create(
+        {
+            "apiVersion": API,
+            "kind": "InferenceService",
+            "metadata": {"name": "plain", "namespace": NS},
+            "spec": {
+                "model": {"trainingJobRef": {"name": "plain"}},
+                "optimization": {"precision": "fp32", "accuracy": {"samples": 4}},
+            },
+        }
+    )
+
+    def ready() -> dict[str, Any] | None:
+        served = status_of(kube, "plain")
+        return served if served.get("phase") == "Ready" else None
+
+    wait_for(ready, 240, "the plain InferenceService Ready", on_timeout=debug_view(cluster, kube))
+    target = wait_for(
+        lambda: pod_target(kube, "plain"), 60, "a Ready pod", on_timeout=debug_view(cluster, kube)
+    )
+    sample = np.ones((1, 1, 8, 8), dtype=np.float32)
+    name = model_signature(target, "plain").inputs[0].name
+    outputs, _latency = predict(target, "plain", {name: sample}, timeout=10)
+    (result,) = outputs.values()
+    assert result.shape[-1] == 10
+    kube.delete(API, ISVC, "plain", NS)
+    kube.delete(API, "trainingjobs", "plain", NS)

@@ -34,6 +34,9 @@ TERMINATION_LOG = "/dev/termination-log"
 
 WRAPPER = """\
 summary="$1"; shift
+# The output directory exists before the user's code runs: a plain script (or PyTorch's
+# own exporter, which writes temporary files beside its output) may assume it does.
+if [ -n "${GANTRY_OUTPUT_DIR:-}" ]; then mkdir -p "$GANTRY_OUTPUT_DIR"; fi
 "$@" &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
