@@ -3,8 +3,9 @@
 The operator cannot mount every output volume, so worker 0 condenses metadata.json
 (file digests, signature, metrics) — or, for a plain export without it, the model files'
 digests — into the container's termination message after a successful run; the
-operator reads it from `status.containerStatuses[].state.terminated.message` of that pod. Kubernetes caps termination messages at 4 KB, so the summary
-drops the class labels, then the signature, when it would not fit.
+operator reads it from `status.containerStatuses[].state.terminated.message` of that
+pod. Kubernetes caps termination messages at 4 KB, so the summary drops the class
+labels, then the signature, when it would not fit.
 """
 
 from __future__ import annotations
