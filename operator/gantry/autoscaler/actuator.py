@@ -139,6 +139,13 @@ class ApiReads:
         return UNKNOWN
 
 
+def handed_over(isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> bool:
+    """Whether status.autoscaling already names the spec's mode (the switch is reported)."""
+    mode = spec.autoscaling.mode if spec.autoscaling is not None else None
+    reported_mode = ((isvc.get("status") or {}).get("autoscaling") or {}).get("mode")
+    return mode is None or reported_mode == str(mode)
+
+
 def reported(autoscaling: Mapping[str, Any] | None) -> dict[str, Any]:
     """`status.autoscaling` without its timestamp: what a new round compares against."""
     return {k: v for k, v in (autoscaling or {}).items() if k != "sampledAt"}
@@ -239,9 +246,11 @@ class ServiceAutoscaler:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         prometheus: str | None = None,
         reads: Reads | None = None,
+        resync: float = OBJECTS_RESYNC_SECONDS,
     ) -> None:
         self.kube = kube
         self.reads: Reads = reads or ApiReads(kube, name, namespace)
+        self.resync = resync
         self.name = name
         self.namespace = namespace
         self.scraper: Scraper = scraper or (lambda targets, model: scrape(targets, model))
@@ -353,23 +362,23 @@ class ServiceAutoscaler:
     async def _sync_objects(self, isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> None:
         """Create/update this mode's HPA or ScaledObject; delete the other modes' (owned) ones.
 
-        Kinds in the watch cache (HPA) are compared every round at no cost; the others
-        (KEDA's ScaledObject, maybe not installed) are read when the spec changes and at
-        the slow resync only.
+        Kinds in the watch cache (HPA) are compared every round at no cost. KEDA's
+        ScaledObject (maybe not even installed) is not watched: this mode's is re-applied
+        when the spec changes and at the slow resync; another mode's is looked for only
+        when the spec changes, so a service at rest costs no request.
         """
         generation = (isvc.get("metadata") or {}).get("generation")
         now = self.clock()
-        due = self._objects_synced is None
-        if self._objects_synced is not None:
-            synced_generation, at = self._objects_synced
-            due = synced_generation != generation or now - at >= OBJECTS_RESYNC_SECONDS
+        changed = self._objects_synced is None or self._objects_synced[0] != generation
+        resync = changed or now - (self._objects_synced or (None, now))[1] >= self.resync
         uid = str((isvc.get("metadata") or {}).get("uid"))
-        for desired in objects.desired_objects(isvc, spec, prometheus=self.prometheus):
+        desired_objects = objects.desired_objects(isvc, spec, prometheus=self.prometheus)
+        if desired_objects and not handed_over(isvc, spec):
+            await self._hand_over(isvc)
+        for desired in desired_objects:
             current = self.reads.cached(str(desired["kind"]), self.name)
-            if isinstance(current, Unknown) and not due:
+            if isinstance(current, Unknown) and not resync:
                 continue
-            if current is None or isinstance(current, Unknown):
-                await self._hand_over(isvc)
             try:
                 await self._apply_object(desired, current, uid)
             except ApiError as err:
@@ -383,7 +392,7 @@ class ServiceAutoscaler:
         for api_version, kind, plural in objects.stale_kinds(spec):
             found = self.reads.cached(kind, self.name)
             if isinstance(found, Unknown):
-                if not due:
+                if not changed:
                     continue
                 try:
                     found = await self._call(
@@ -394,7 +403,7 @@ class ServiceAutoscaler:
             if found is not None and controlled_by(found, uid):
                 log.info("%s/%s: deleting stale %s", self.namespace, self.name, kind)
                 await self._call(self.kube.delete, api_version, plural, self.name, self.namespace)
-        if due:
+        if resync:
             self._objects_synced = (generation, now)
 
     async def _hand_over(self, isvc: Mapping[str, Any]) -> None:

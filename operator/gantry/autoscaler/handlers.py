@@ -64,7 +64,9 @@ async def autoscale(
     config = operator_config()
     namespace = namespace or "default"
     reads = CachedReads(ClusterView(kwargs), body, name, namespace)
-    autoscaler = ServiceAutoscaler(kube_client(), name, namespace, reads=reads)
+    autoscaler = ServiceAutoscaler(
+        kube_client(), name, namespace, reads=reads, resync=config.resync_seconds
+    )
     key = OwnerKey(INFERENCESERVICE, namespace, name)
     wake = WAKEUPS.register(key)
     try:
