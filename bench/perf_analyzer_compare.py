@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from dev_cluster.local_triton import (
+    loopback_args,
     tools_dir,
     triton_available,
     triton_environment,
@@ -57,18 +58,7 @@ def _free_port() -> int:
 def start_triton(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """tritonserver on 127.0.0.1 (free ports); the process and its gRPC port, once Ready."""
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
-    argv = tritonserver_argv(
-        [
-            f"--model-repository={repository}",
-            "--http-address=127.0.0.1",
-            "--grpc-address=127.0.0.1",
-            "--metrics-address=127.0.0.1",
-            f"--http-port={http}",
-            f"--grpc-port={grpc}",
-            f"--metrics-port={metrics}",
-            "--allow-gpu-metrics=false",
-        ]
-    )
+    argv = tritonserver_argv(loopback_args(repository, http, grpc, metrics))
     proc = subprocess.Popen(
         argv,
         env=triton_environment(os.environ),

@@ -263,6 +263,7 @@ def triton_rows(
     models: dict[str, Path], baselines: dict[str, float], work: Path, seconds: float
 ) -> list[dict[str, Any]]:
     from dev_cluster.local_triton import (
+        loopback_args,
         triton_available,
         triton_environment,
         tritonserver_argv,
@@ -299,18 +300,7 @@ def triton_rows(
             if code != 0:
                 raise SystemExit(f"optimizing {name} failed")
     http, grpc, metrics = _free_port(), _free_port(), _free_port()
-    argv = tritonserver_argv(
-        [
-            f"--model-repository={repo}",
-            "--http-address=127.0.0.1",
-            "--grpc-address=127.0.0.1",
-            "--metrics-address=127.0.0.1",
-            f"--http-port={http}",
-            f"--grpc-port={grpc}",
-            f"--metrics-port={metrics}",
-            "--allow-gpu-metrics=false",
-        ]
-    )
+    argv = tritonserver_argv(loopback_args(repo, http, grpc, metrics))
     log = (work / "triton.log").open("wb")
     proc = subprocess.Popen(
         argv, env=triton_environment(os.environ), stdout=log, stderr=subprocess.STDOUT

@@ -90,3 +90,17 @@ def tritonserver_argv(args: Sequence[str]) -> list[str]:
     if not any(a == "--backend-directory" or a.startswith("--backend-directory=") for a in args):
         argv.append(f"--backend-directory={tools / 'triton' / 'backends'}")
     return argv
+
+
+def loopback_args(repository: Path | str, http: int, grpc: int, metrics: int) -> list[str]:
+    """tritonserver options serving `repository` on 127.0.0.1 only, at the given ports."""
+    return [
+        f"--model-repository={repository}",
+        "--http-address=127.0.0.1",
+        "--grpc-address=127.0.0.1",
+        "--metrics-address=127.0.0.1",
+        f"--http-port={http}",
+        f"--grpc-port={grpc}",
+        f"--metrics-port={metrics}",
+        "--allow-gpu-metrics=false",
+    ]

@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from dev_cluster.local_triton import triton_environment, tritonserver_argv
+from dev_cluster.local_triton import loopback_args, triton_environment, tritonserver_argv
 from model_repo.optimize import main as optimize_main
 from tests.conftest import require_triton, wait_for
 
@@ -76,14 +76,7 @@ def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     argv = tritonserver_argv(
         [
-            f"--model-repository={repository}",
-            "--http-address=127.0.0.1",
-            "--grpc-address=127.0.0.1",
-            "--metrics-address=127.0.0.1",
-            f"--http-port={http}",
-            f"--grpc-port={grpc}",
-            f"--metrics-port={metrics}",
-            "--allow-gpu-metrics=false",
+            *loopback_args(repository, http, grpc, metrics),
             "--metrics-config",
             "summary_latencies=true",
             "--strict-readiness=true",
