@@ -20,30 +20,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from tests.conftest import claim_manifest, export_digits_shaped_model, wait_for
-
-pytestmark = pytest.mark.slow
-
-if importlib.util.find_spec("dev_cluster.cluster") is None:
-    pytest.skip("dev_cluster.cluster is not available yet", allow_module_level=True)
-
-from dev_cluster.local_triton import triton_available  # noqa: E402
-
-if not triton_available():
-    pytest.skip(".tools/triton is missing (run `make tools`)", allow_module_level=True)
-
-from click.testing import CliRunner  # noqa: E402
-
-from dev_cluster.cluster import DevCluster  # noqa: E402
-from gantry.k8s.client import KubeClient  # noqa: E402
-from gantry.k8s.errors import ApiError  # noqa: E402
-from gantry_cli.predict import (  # noqa: E402
+from dev_cluster.cluster import DevCluster
+from gantry.k8s.client import KubeClient
+from gantry.k8s.errors import ApiError
+from gantry_cli.predict import (
     model_signature,
     predict,
     predict_command,
     ready_pod_address,
 )
+from tests.conftest import claim_manifest, export_digits_shaped_model, require_triton, wait_for
+
+pytestmark = pytest.mark.slow
 
 NS = "default"
 KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
@@ -67,6 +57,7 @@ def reference(directory: Path, batch: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    require_triton()
     with DevCluster(tmp_path_factory.mktemp("isvc-dev"), operator=True, backoff_base=1.0) as dev:
         yield dev
 

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,11 +21,10 @@ from typing import Any
 
 import pytest
 
+from dev_cluster import cluster as cluster_mod
 from gantry.k8s.client import KubeClient
 from gantry.k8s.conditions import parse_time
-from tests.conftest import claim_manifest
-
-cluster_mod = pytest.importorskip("dev_cluster.cluster", reason="the dev cluster is not built yet")
+from tests.conftest import claim_manifest, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -106,17 +104,16 @@ class Recorder:
     def wait_for(
         self, name: str, test: Callable[[dict[str, Any]], bool], timeout: float
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for status in list(self.history.get(name, [])):
-                if test(status):
-                    return status
-            time.sleep(0.3)
-        last = (self.history.get(name) or [{}])[-1]
-        raise AssertionError(
-            f"{name}: condition not met within {timeout:g}s; last status {last}\n"
-            f"{self.operator_logs()}"
-        )
+        """The first status `name` reached that passes `test` (statuses seen so far count)."""
+
+        def seen() -> dict[str, Any] | None:
+            return next((s for s in list(self.history.get(name, [])) if test(s)), None)
+
+        def last() -> str:
+            return f"last status {(self.history.get(name) or [{}])[-1]}\n{self.operator_logs()}"
+
+        found: dict[str, Any] = wait_for(seen, timeout, f"{name}'s status", 0.3, on_timeout=last)
+        return found
 
 
 def operator_view(cluster: Any, client: KubeClient) -> str:
@@ -197,22 +194,18 @@ def test_ttl_fires_at_its_due_time_not_at_a_resync(env: Env) -> None:
     failed = env.recorder.wait_for("broken", phase("Failed"), timeout=120)
     finished = parse_time(failed["completionTime"])
     assert finished is not None
-    deadline = time.monotonic() + 60
-    while env.client.get(API, PLURAL, "broken", NS) is not None:
-        assert time.monotonic() < deadline, "the TTL never fired"
-        time.sleep(0.2)
+    wait_for(
+        lambda: env.client.get(API, PLURAL, "broken", NS) is None,
+        60,
+        "the TTL to delete the job",
+        on_timeout=env.recorder.operator_logs,
+    )
     gone_at = datetime.now(UTC)
     assert gone_at >= finished + timedelta(seconds=3), "deleted before its TTL"
 
 
 def _wait(probe: Callable[[], Any], what: str, timeout: float, env: Env) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{env.recorder.operator_logs()}")
+    return wait_for(probe, timeout, what, on_timeout=env.recorder.operator_logs)
 
 
 def test_a_deleted_child_is_recreated_by_its_watch_event(env: Env) -> None:
@@ -316,10 +309,16 @@ def test_deadline_exceeded_stops_the_workers(env: Env) -> None:
     started, ended = parse_time(status["startTime"]), parse_time(status["completionTime"])
     assert started is not None and ended is not None
     assert ended - started >= timedelta(seconds=4), "failed before activeDeadlineSeconds"
-    deadline = time.monotonic() + 60
-    while any(p["status"].get("phase") in ("Pending", "Running") for p in pods_of(env, "deadline")):
-        assert time.monotonic() < deadline, "deadline workers still running"
-        time.sleep(0.5)
+    _wait(
+        lambda: (
+            not any(
+                p["status"].get("phase") in ("Pending", "Running") for p in pods_of(env, "deadline")
+            )
+        ),
+        "the deadline's workers to stop",
+        60,
+        env,
+    )
 
 
 def test_suspended_job_has_no_pods_until_resumed(env: Env) -> None:
@@ -334,10 +333,12 @@ def test_suspended_job_has_no_pods_until_resumed(env: Env) -> None:
     assert [p["status"]["phase"] for p in pods_of(env, "held")] == ["Running"]
     env.client.patch(API, PLURAL, "held", NS, {"spec": {"suspend": True}})
     env.recorder.wait_for("held", phase("Suspended"), timeout=60)
-    deadline = time.monotonic() + 60
-    while any(p["status"].get("phase") == "Running" for p in pods_of(env, "held")):
-        assert time.monotonic() < deadline, "suspended workers still running"
-        time.sleep(0.5)
+    _wait(
+        lambda: not any(p["status"].get("phase") == "Running" for p in pods_of(env, "held")),
+        "the suspended workers to stop",
+        60,
+        env,
+    )
 
 
 def test_deleting_a_worker_pod_restarts_every_worker(env: Env) -> None:
@@ -395,17 +396,16 @@ def _worker_pids(job: str, attempt: str, rank: str) -> list[int]:
 def _poll(
     env: Env, name: str, test: Callable[[dict[str, Any]], bool], timeout: float
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    """`name`'s status, read afresh until it passes `test`."""
+
+    def current() -> dict[str, Any] | None:
         status = (env.client.get(API, PLURAL, name, NS) or {}).get("status") or {}
-        if test(status):
-            return status
-        time.sleep(0.3)
-    raise AssertionError(
-        f"{name}: condition not met within {timeout:g}s; last status {status}\n"
-        f"operator log:\n{env.cluster.operator_logs()}"
+        return status if test(status) else None
+
+    found: dict[str, Any] = wait_for(
+        current, timeout, f"{name}'s status", 0.3, on_timeout=env.recorder.operator_logs
     )
+    return found
 
 
 def test_killing_a_worker_process_resumes_from_the_checkpoint(env: Env) -> None:
