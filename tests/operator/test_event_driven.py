@@ -296,3 +296,13 @@ def test_retry_after_parsing_and_jitter_bounds() -> None:
     policy = RetryPolicy(base_delay=0.2, max_delay=5)
     assert all(0 <= policy.delay(n) <= 5 for n in range(10))
     assert policy.delay(0, retry_after=1.5) >= 1.5
+
+
+def test_reconcile_back_off_is_exponential_jittered_and_capped() -> None:
+    from gantry.controller.reconcile_loop import CONFLICT_BACKOFF_SECONDS, error_backoff
+
+    for failures, step in ((1, 0.5), (2, 1.0), (3, 2.0), (10, 30.0), (50, 30.0)):
+        waits = {error_backoff(failures) for _ in range(50)}
+        assert all(step / 2 <= w <= step for w in waits), (failures, waits)
+        assert len(waits) > 1, "jittered"
+    assert all(0.05 <= error_backoff(1, CONFLICT_BACKOFF_SECONDS) <= 0.1 for _ in range(20))

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # Back-off after a failed pass: doubles from the first value up to the last.
 ERROR_BACKOFF_SECONDS = (0.5, 30.0)
-CONFLICT_RETRY_SECONDS = 0.2
+# A 409 on a write means the watch is about to deliver a newer object: retry sooner.
+CONFLICT_BACKOFF_SECONDS = (0.1, 5.0)
 
 
 class OwnerKey(NamedTuple):
@@ -148,9 +150,11 @@ def next_timeout(resync: float, due_in: float | None) -> float:
     return max(0.05, min(resync, due_in))
 
 
-def error_backoff(failures: int) -> float:
-    first, cap = ERROR_BACKOFF_SECONDS
-    return float(min(cap, first * 2 ** max(0, failures - 1)))
+def error_backoff(failures: int, bounds: tuple[float, float] = ERROR_BACKOFF_SECONDS) -> float:
+    """Exponential back-off with jitter (between half and all of the step), capped."""
+    first, cap = bounds
+    step = min(cap, first * 2 ** max(0, failures - 1))
+    return float(random.uniform(step / 2, step))  # jitter, not cryptography
 
 
 async def wait_for_wake(wake: asyncio.Event, stopped: Stopped, timeout: float) -> None:
@@ -191,7 +195,8 @@ async def run_loop(
             except Conflict as err:
                 # The object changed since the cache gave it to us: its watch event is on
                 # the way (and wakes the loop); retry soon either way.
-                due_in = CONFLICT_RETRY_SECONDS
+                failures += 1
+                due_in = error_backoff(failures, CONFLICT_BACKOFF_SECONDS)
                 log.info("%s %s/%s: %s (retrying)", key.kind, key.namespace, key.name, err)
             except ApiError as err:
                 failures += 1
