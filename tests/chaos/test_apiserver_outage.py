@@ -50,25 +50,36 @@ async def test_a_failing_api_probe_fails_the_health_activity_at_once(
     from gantry.controller import health
     from gantry.k8s.errors import ApiError
 
+    calls: list[float] = []
+
     class Unreachable:
         def version(self, timeout: float) -> dict[str, str]:
+            calls.append(timeout)
             raise ApiError(0, "ConnectionError", "connection refused")
 
     monkeypatch.setattr(health, "kube_client", Unreachable)
+    monkeypatch.setattr(health, "_last_failure", None)
     registry = kopf.OperatorRegistry()
     registry._activities.append(
         next(h for h in kopf.get_default_registry()._activities.get_all_handlers() if h.id == "api")
     )
-    run = run_activity(
-        lifecycle=all_at_once,
-        registry=registry,
-        settings=kopf.OperatorSettings(),
-        activity=Activity.PROBE,
-        indices=OperatorIndexers().indices,
-        memo=kopf.Memo(),
-    )
+
+    async def probe() -> None:
+        await run_activity(
+            lifecycle=all_at_once,
+            registry=registry,
+            settings=kopf.OperatorSettings(),
+            activity=Activity.PROBE,
+            indices=OperatorIndexers().indices,
+            memo=kopf.Memo(),
+        )
+
     with pytest.raises(ActivityError):
-        await asyncio.wait_for(run, 30)
+        await asyncio.wait_for(probe(), 30)
+    # a second request right after fails from the remembered failure, without a call
+    with pytest.raises(ActivityError):
+        await asyncio.wait_for(probe(), 30)
+    assert calls == [health.PROBE_TIMEOUT_SECONDS]
 
 
 def test_apiserver_down_and_etcd_restarted_mid_story(tmp_path: Path) -> None:

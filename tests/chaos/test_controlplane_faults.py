@@ -104,3 +104,26 @@ def test_an_unknown_or_running_component_is_refused(cp: ThreadedControlPlane) ->
         on_loop(cp, cp.control_plane.stop_component("kubelet"))
     with pytest.raises(ControlPlaneError, match="is running"):
         on_loop(cp, cp.control_plane.start_component("kube-scheduler"))
+
+
+def test_version_asks_a_frozen_apiserver_once(
+    cp: ThreadedControlPlane, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The liveness probe's call: one attempt, no urllib3 retries behind it."""
+    import os
+    import signal
+
+    kube = KubeClient.for_kubeconfig(cp.kubeconfig)
+    assert kube.version()["gitVersion"].startswith("v1.")
+    pid = cp.control_plane.pids()["kube-apiserver"]
+    caplog.set_level("WARNING", logger="urllib3")
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ApiError) as frozen:
+            kube.version(timeout=1)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    assert frozen.value.status == 0
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()], caplog.text
+    wait_for(lambda: kube.version().get("gitVersion"), 30, "the thawed API server")
+    kube.close()
