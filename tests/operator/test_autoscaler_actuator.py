@@ -99,6 +99,12 @@ class FakeKube:
         self.put(plural, copy.deepcopy(dict(desired)))
         return dict(desired), "created"
 
+    def create_applied(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        return self.apply(desired)[0]
+
+    def server_side_apply(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        return self.apply(desired)[0]
+
 
 class FakePods:
     """Triton pods whose counters advance by a request rate and latency per round."""

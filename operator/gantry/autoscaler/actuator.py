@@ -93,6 +93,10 @@ class Kube(Protocol):
 
     def apply(self, desired: Mapping[str, Any]) -> tuple[dict[str, Any], str]: ...
 
+    def create_applied(self, desired: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def server_side_apply(self, desired: Mapping[str, Any]) -> dict[str, Any]: ...
+
 
 Scraper = Callable[[Sequence[PodTarget], str], Awaitable[ScrapeResult]]
 
@@ -441,5 +445,7 @@ class ServiceAutoscaler:
                 desired["kind"],
                 self.name,
             )
-        elif current is None or not matches(current, desired):
-            await self._call(self.kube.apply, desired)
+        elif current is None:
+            await self._call(self.kube.create_applied, desired)
+        elif not matches(current, desired):
+            await self._call(self.kube.server_side_apply, desired)
