@@ -100,6 +100,44 @@ def is_sidecar(init_container: Obj) -> bool:
     return init_container.get("restartPolicy") == "Always"
 
 
+LOST_MESSAGE = (
+    "the node agent restarted: the processes of this pod's containers went with the "
+    "earlier agent, and restartPolicy Never does not run them again"
+)
+
+
+def started_before(pod: Obj) -> bool:
+    """Whether the pod's status says an agent already started its containers."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return any({"running", "terminated"} & set(c.get("state") or {}) for c in statuses)
+
+
+def lost_status(container: Obj, previous: Obj | None) -> Obj:
+    """A container whose process is gone with an earlier agent, as a kubelet reports one
+    it cannot find (reason ContainerStatusUnknown, exit code 137)."""
+    state = (previous or {}).get("state") or {}
+    if "terminated" in state:  # it had ended already: its own record stands
+        return dict(previous or {})
+    return {
+        "name": container.get("name"),
+        "image": container.get("image", ""),
+        "imageID": "",
+        "ready": False,
+        "restartCount": int((previous or {}).get("restartCount") or 0),
+        "started": False,
+        "state": {
+            "terminated": {
+                "exitCode": 137,
+                "reason": "ContainerStatusUnknown",
+                "message": LOST_MESSAGE,
+                "startedAt": (state.get("running") or {}).get("startedAt"),
+                "finishedAt": now(),
+            }
+        },
+        "lastState": {},
+    }
+
+
 def waiting_status(container: Obj, reason: str, message: str = "") -> Obj:
     """The status of a container that has not started yet."""
     waiting: Obj = {"reason": reason}
@@ -137,6 +175,7 @@ class PodWorker:
         self.init_failed = False
         self.waiting: tuple[str, str] | None = ("ContainerCreating", "")
         self.phase_override: tuple[str, str, str] | None = None
+        self.lost: list[Obj] | None = None  # container statuses of a pod lost with an agent
         self.stopping = asyncio.Event()
         self._dirty = asyncio.Event()
         self._published: Obj | None = None
@@ -162,7 +201,9 @@ class PodWorker:
     def status(self) -> Obj:
         restart_policy = str(self.spec.get("restartPolicy") or "Always")
         main_status = [c.status() for c in self.main]
-        if not self.main:
+        if self.lost is not None:
+            main_status = self.lost
+        elif not self.main:
             reason, message = self.waiting or ("PodInitializing", "")
             main_status = [
                 waiting_status(c, reason, message) for c in self.spec.get("containers") or []
@@ -242,8 +283,9 @@ class PodWorker:
                 await stopper  # a finished pod stays until it is deleted
         finally:
             if self.kubelet.shutting_down:
-                # the node goes away, not the pod: its status stays as it was (a real
-                # kubelet restarts such pods when it comes back)
+                # the node goes away, not the pod: its status stays as it was (the next
+                # agent runs its containers again, or reports them lost when the pod's
+                # restartPolicy is Never: see `_run`)
                 publisher.cancel()
             await self._stop_all()
             try:
@@ -266,6 +308,20 @@ class PodWorker:
                 await self.kubelet.finish_deletion(self)
 
     async def _run(self) -> None:
+        if self.spec.get("restartPolicy") == "Never" and started_before(self.pod):
+            # An earlier agent ran this pod; its containers stopped with it. A pod that
+            # may not restart them is reported failed, never run a second time.
+            status = self.pod.get("status") or {}
+            self.start_time = status.get("startTime") or self.start_time
+            previous = {c.get("name"): c for c in status.get("containerStatuses") or []}
+            self.lost = [
+                lost_status(c, previous.get(c.get("name")))
+                for c in self.spec.get("containers") or []
+            ]
+            self.phase_override = ("Failed", "ContainerStatusUnknown", LOST_MESSAGE)
+            self.kubelet.record(self.pod, "Pod", "ContainerStatusUnknown", LOST_MESSAGE, True)
+            self.changed()
+            return
         self.ip = self.kubelet.ips.allocate(self.uid, (self.pod.get("status") or {}).get("podIP"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.kubelet.write_hosts(self)

@@ -348,11 +348,14 @@ class EndState:
     checkpoints: list[str]
 
 
-def check_end_state(cluster: DevCluster, kube: KubeClient, ledger: Ledger) -> EndState:
-    """Assert the undisturbed run's end state, with no duplicates and no orphans."""
+def check_end_state(
+    cluster: DevCluster, kube: KubeClient, ledger: Ledger, attempts: int = 1
+) -> EndState:
+    """Assert the undisturbed run's end state, with no duplicates and no orphans; a fault
+    that loses a worker costs exactly `attempts` - 1 more attempts."""
     tj, svc = story_state(kube)
     assert tj.get("phase") == "Succeeded", tj
-    assert tj.get("attempts") == 1, f"the training restarted: {tj.get('attempts')} attempts"
+    assert tj.get("attempts") == attempts, f"{tj.get('attempts')} attempts, not {attempts}"
     assert svc.get("phase") == "Ready", svc
     digest = (svc.get("model") or {}).get("digest", "").removeprefix("sha256:")
     assert digest == tj["model"]["sha256"]["model.onnx"], "serving another model than trained"
@@ -364,7 +367,8 @@ def check_end_state(cluster: DevCluster, kube: KubeClient, ledger: Ledger) -> En
     doubled = {f"{k}/{n}": sorted(u) for (k, n), u in by_name.items() if len(u) > 1}
     assert not doubled, f"children created twice: {doubled}"
     training = sorted({s.name for s in ledger.of_kind("Job", **{"gantry.dev/trainingjob": TJ})})
-    assert training == [f"{TJ}-a1"], f"one Job per attempt, one attempt: {training}"
+    wanted = [f"{TJ}-a{a}" for a in range(1, attempts + 1)]
+    assert training == wanted, f"one Job per attempt: {training}"
     workers: dict[tuple[str, str], set[str]] = {}
     for s in ledger.of_kind("Pod", **{"gantry.dev/trainingjob": TJ}):
         key = (
@@ -372,7 +376,8 @@ def check_end_state(cluster: DevCluster, kube: KubeClient, ledger: Ledger) -> En
             s.labels.get("batch.kubernetes.io/job-completion-index", "?"),
         )
         workers.setdefault(key, set()).add(s.name)
-    assert sorted(workers) == [("1", "0"), ("1", "1")], f"worker pods: {workers}"
+    pairs = [(str(a), i) for a in range(1, attempts + 1) for i in ("0", "1")]
+    assert sorted(workers) == pairs, f"worker pods: {workers}"
     assert all(len(n) == 1 for n in workers.values()), f"a worker ran twice: {workers}"
     optimize = sorted({s.name for s in ledger.of_kind("Job", **{"gantry.dev/optimize-for": SVC})})
     assert len(optimize) == 1, f"one optimize Job for one digest: {optimize}"
