@@ -40,20 +40,24 @@ pytestmark = pytest.mark.slow
 
 
 def worker_processes() -> dict[tuple[str, str], set[int]]:
-    """Training processes of the story's job now: (attempt, rank) → pids."""
-    found: dict[tuple[str, str], set[int]] = {}
+    """Training processes of the story's job now: (attempt, rank) → pids; a process a
+    worker starts itself (its environment inherited) counts as its parent's."""
+    keys: dict[int, tuple[tuple[str, str], int]] = {}  # pid → ((attempt, rank), ppid)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         env = dict(e.decode(errors="replace").partition("=")[::2] for e in environ if b"=" in e)
         if env.get("GANTRY_JOB_NAME") == TJ and "RANK" in env and "LOCAL_RANK" in env:
-            found.setdefault((env.get("GANTRY_ATTEMPT", "?"), env["RANK"]), set()).add(
-                int(proc.name)
-            )
+            keys[int(proc.name)] = ((env.get("GANTRY_ATTEMPT", "?"), env["RANK"]), ppid)
+    found: dict[tuple[str, str], set[int]] = {}
+    for pid, (key, ppid) in keys.items():
+        if keys.get(ppid, (None, 0))[0] != key:
+            found.setdefault(key, set()).add(pid)
     return found
 
 
