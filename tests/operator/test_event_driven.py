@@ -306,3 +306,12 @@ def test_reconcile_back_off_is_exponential_jittered_and_capped() -> None:
         assert all(step / 2 <= w <= step for w in waits), (failures, waits)
         assert len(waits) > 1, "jittered"
     assert all(0.05 <= error_backoff(1, CONFLICT_BACKOFF_SECONDS) <= 0.1 for _ in range(20))
+
+
+def test_the_transport_does_not_retry_behind_the_retry_policy() -> None:
+    """urllib3's hidden retries would multiply every timeout; RetryPolicy alone retries."""
+    from kubernetes.client import ApiClient, Configuration
+
+    api = ApiClient(Configuration(host="https://127.0.0.1:9"))
+    KubeClient(api)
+    assert api.rest_client.pool_manager.connection_pool_kw["retries"] is False

@@ -215,6 +215,12 @@ class KubeClient:
         self.api = api_client if api_client is not None else self._from_environment()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        # `RetryPolicy` is the only retry layer: urllib3's own three hidden retries would
+        # multiply every timeout (a frozen server cost four read timeouts per attempt).
+        pool = getattr(getattr(self.api, "rest_client", None), "pool_manager", None)
+        if pool is not None:
+            pool.connection_pool_kw["retries"] = False
+            pool.clear()
 
     @staticmethod
     def _from_environment() -> k8s_client.ApiClient:
@@ -315,7 +321,10 @@ class KubeClient:
             data: bytes = response.read() or b""  # type: ignore[no-untyped-call]
         except ApiException as err:
             status = int(err.status or 0)
-            error = ApiError(status, str(err.reason or "Error"), str(err.body or ""))
+            if status == 0:  # no answer (TLS, connection): the reason is the whole story
+                error = ApiError(0, "ConnectionError", f"{method} {self.host}: {err.reason}")
+            else:
+                error = ApiError(status, str(err.reason or "Error"), str(err.body or ""))
             error.retry_after = retry_after_seconds((err.headers or {}).get("Retry-After"))
             raise error from err
         except urllib3.exceptions.HTTPError as err:
@@ -329,9 +338,8 @@ class KubeClient:
     def version(self, timeout: float = 5.0) -> dict[str, Any]:
         """The server's /version, asked once without retries: is the API reachable now?
 
-        Straight through the connection pool with `retries=False`: the pool's default
-        (urllib3's three retries, which `_request_once` keeps) made a frozen API server
-        cost four read timeouts instead of one."""
+        Straight through the connection pool, one attempt and no `RetryPolicy`: a frozen
+        API server costs one short timeout."""
         _method, url, headers, _body, _post = self.api.param_serialize(
             "GET", "/version", header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
