@@ -42,11 +42,11 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -59,6 +59,8 @@ from .agent.quantity import parse_quantity
 from .controlplane import ControlPlane, Ports, write_kubeconfig
 from .controlplane.launcher import find_binary
 from .controlplane.pki import ADMIN, LOCAL_PROVISIONER, node_identity
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -449,6 +451,23 @@ class DevCluster:
                     f"in {timeout:g}s; logs: {self.operator_logs()[-2000:]}"
                 )
             await asyncio.sleep(0.25)
+
+    def run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run `coro` on the cluster's event loop, where its processes live (from another
+        thread: tests and fault injection); its result, or its exception."""
+        if self._loop is None or self._loop.is_closed():
+            coro.close()
+            raise RuntimeError("the dev cluster is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def restart_agent(self) -> None:
+        """Stop the node agent (its containers stop with it) and start a new one, as a
+        kubelet restart does; run it on the cluster's loop (`run_on_loop`)."""
+        if self.agent is None or self.control_plane is None:
+            raise RuntimeError("the dev cluster has no node agent running")
+        await self.agent.stop()
+        self.agent = NodeAgent(self._agent_config(self.control_plane))
+        await self.agent.start()
 
     def operator_logs(self) -> str:
         """The last lines each operator container wrote (the node keeps them as files)."""

@@ -224,11 +224,7 @@ def healthz(ip: str, timeout: float = 3.0) -> int:
 
 def on_cluster_loop(cluster: DevCluster, coro: Coroutine[Any, Any, None], timeout: float) -> None:
     """Run a coroutine on the dev cluster's event loop, where its processes live."""
-    import asyncio
-
-    loop = cluster._loop  # no public hook on DevCluster yet
-    assert loop is not None
-    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+    cluster.run_on_loop(coro, timeout)
 
 
 # ---- the story ---------------------------------------------------------------------------

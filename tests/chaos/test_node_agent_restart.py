@@ -20,15 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from dev_cluster.agent import NodeAgent
-from dev_cluster.cluster import DevCluster
 from tests.chaos.chaos_testkit import (
     NS,
     TJ,
     check_end_state,
     converged,
     create_story,
-    on_cluster_loop,
     report,
     story_cluster,
     story_state,
@@ -59,15 +56,6 @@ def worker_processes() -> dict[tuple[str, str], set[int]]:
         if keys.get(ppid, (None, 0))[0] != key:
             found.setdefault(key, set()).add(pid)
     return found
-
-
-async def restart_agent(cluster: DevCluster) -> None:
-    """Stop the node agent (its containers stop with it) and start a new one."""
-    assert cluster.agent is not None and cluster.control_plane is not None
-    await cluster.agent.stop()
-    agent = NodeAgent(cluster._agent_config(cluster.control_plane))  # no public hook yet
-    await agent.start()
-    cluster.agent = agent
 
 
 def test_node_agent_restarted_mid_training(tmp_path: Path) -> None:
@@ -101,7 +89,7 @@ def test_node_agent_restarted_mid_training(tmp_path: Path) -> None:
             )
             before = {k: set(v) for k, v in seen.items()}
             restart_at = time.monotonic() - started
-            on_cluster_loop(cluster, restart_agent(cluster), 180)
+            cluster.run_on_loop(cluster.restart_agent(), 180)
             restarted = time.monotonic() - started
             wait_for(
                 lambda: converged(kube),
