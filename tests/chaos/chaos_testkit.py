@@ -222,6 +222,29 @@ def healthz(ip: str, timeout: float = 3.0) -> int:
         return 0
 
 
+class HealthSampler:
+    """Samples the operator's /healthz every 0.5 s in a thread: (seconds since `started`,
+    status code) pairs, as long as the fault lasts."""
+
+    def __init__(self, ip: str, started: float, timeout: float) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self.samples.append((time.monotonic() - started, healthz(ip, timeout=timeout)))
+                self._stop.wait(0.5)
+
+        self._thread = threading.Thread(target=sample, name="healthz-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def on_cluster_loop(cluster: DevCluster, coro: Coroutine[Any, Any, None], timeout: float) -> None:
     """Run a coroutine on the dev cluster's event loop, where its processes live."""
     cluster.run_on_loop(coro, timeout)
@@ -247,6 +270,24 @@ def story_state(kube: KubeClient) -> tuple[dict[str, Any], dict[str, Any]]:
     tj = (kube.get(API, "trainingjobs", TJ, NS) or {}).get("status") or {}
     svc = (kube.get(API, "inferenceservices", SVC, NS) or {}).get("status") or {}
     return tj, svc
+
+
+def wait_mid_training(
+    cluster: DevCluster, kube: KubeClient, ledger: Ledger, epoch: int = 2
+) -> None:
+    """Until the story's TrainingJob reports `epoch` (the moment each fault strikes)."""
+
+    def reached() -> bool:
+        tj, _ = story_state(kube)
+        return ((tj.get("progress") or {}).get("epoch") or 0) >= epoch
+
+    wait_for(
+        reached,
+        300,
+        f"epoch {epoch} of the training",
+        every=0.5,
+        on_timeout=view(cluster, kube, ledger),
+    )
 
 
 def converged(kube: KubeClient) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -22,16 +21,16 @@ import pytest
 from tests.chaos.chaos_testkit import (
     NS,
     TJ,
+    HealthSampler,
     check_end_state,
     converged,
     create_story,
-    healthz,
     operator_pod_ip,
     operator_restarts,
     report,
     story_cluster,
-    story_state,
     view,
+    wait_mid_training,
 )
 from tests.conftest import wait_for
 
@@ -46,33 +45,15 @@ def test_apiserver_frozen_for_a_minute_mid_story(tmp_path: Path) -> None:
         assert cp is not None
         ip = operator_pod_ip(kube)
         assert ip is not None
-        samples: list[tuple[float, int]] = []
-        stop = threading.Event()
         started = time.monotonic()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append((time.monotonic() - started, healthz(ip, timeout=8)))
-                stop.wait(0.5)
-
-        sampler = threading.Thread(target=sample, name="healthz-sampler", daemon=True)
+        sampler = HealthSampler(ip, started, timeout=8)
+        samples = sampler.samples  # (t, /healthz status) all along
         ledger.start()
         create_story(kube)
         sampler.start()
         service = f"{TJ}-workers"
         try:
-
-            def mid_training() -> bool:
-                tj, _ = story_state(kube)
-                return ((tj.get("progress") or {}).get("epoch") or 0) >= 2
-
-            wait_for(
-                mid_training,
-                300,
-                "epoch 2 of the training",
-                every=0.5,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_mid_training(cluster, kube, ledger)
             before = kube.get("v1", "services", service, NS)
             assert before is not None
             restarts_before = operator_restarts(kube)
@@ -117,8 +98,7 @@ def test_apiserver_frozen_for_a_minute_mid_story(tmp_path: Path) -> None:
             )
             done = time.monotonic() - started
         finally:
-            stop.set()
-            sampler.join(10)
+            sampler.stop()
         restarts = operator_restarts(kube) - restarts_before
         state = check_end_state(cluster, kube, ledger)
         during = [c for t, c in samples if frozen_at < t < thawed]

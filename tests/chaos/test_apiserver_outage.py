@@ -9,13 +9,13 @@ the end state of an undisturbed run (see chaos_testkit).
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.chaos_testkit import (
+    HealthSampler,
     check_end_state,
     converged,
     create_story,
@@ -24,8 +24,8 @@ from tests.chaos.chaos_testkit import (
     operator_pod_ip,
     report,
     story_cluster,
-    story_state,
     view,
+    wait_mid_training,
 )
 from tests.conftest import wait_for
 
@@ -89,32 +89,14 @@ def test_apiserver_down_and_etcd_restarted_mid_story(tmp_path: Path) -> None:
         ip = operator_pod_ip(kube)
         assert ip is not None
         assert healthz(ip) == 200
-        samples: list[tuple[float, int]] = []  # (t, /healthz status) all along
-        stop = threading.Event()
         started = time.monotonic()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append((time.monotonic() - started, healthz(ip, timeout=2)))
-                stop.wait(0.5)
-
-        sampler = threading.Thread(target=sample, name="healthz-sampler", daemon=True)
+        sampler = HealthSampler(ip, started, timeout=2)
+        samples = sampler.samples  # (t, /healthz status) all along
         ledger.start()
         create_story(kube)
         sampler.start()
         try:
-
-            def mid_training() -> bool:
-                tj, _ = story_state(kube)
-                return ((tj.get("progress") or {}).get("epoch") or 0) >= 2
-
-            wait_for(
-                mid_training,
-                300,
-                "epoch 2 of the training",
-                every=0.5,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_mid_training(cluster, kube, ledger)
             down = time.monotonic() - started
             on_cluster_loop(cluster, cp.stop_component("kube-apiserver"), 60)
 
@@ -153,8 +135,7 @@ def test_apiserver_down_and_etcd_restarted_mid_story(tmp_path: Path) -> None:
             )
             done = time.monotonic() - started
         finally:
-            stop.set()
-            sampler.join(10)
+            sampler.stop()
         red = next(t for t, c in samples if t > down and c == 500)
         state = check_end_state(cluster, kube, ledger)
         report(

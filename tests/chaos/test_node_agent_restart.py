@@ -28,8 +28,8 @@ from tests.chaos.chaos_testkit import (
     create_story,
     report,
     story_cluster,
-    story_state,
     view,
+    wait_mid_training,
 )
 from tests.conftest import wait_for
 
@@ -75,18 +75,7 @@ def test_node_agent_restarted_mid_training(tmp_path: Path) -> None:
         create_story(kube)
         recorder.start()
         try:
-
-            def mid_training() -> bool:
-                tj, _ = story_state(kube)
-                return ((tj.get("progress") or {}).get("epoch") or 0) >= 2
-
-            wait_for(
-                mid_training,
-                300,
-                "epoch 2 of the training",
-                every=0.5,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_mid_training(cluster, kube, ledger)
             before = {k: set(v) for k, v in seen.items()}
             restart_at = time.monotonic() - started
             cluster.run_on_loop(cluster.restart_agent(), 180)
