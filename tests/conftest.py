@@ -189,7 +189,9 @@ def _crd_served(admin_api: ApiClient, crd: dict[str, Any]) -> bool:
     try:  # Established precedes the resource being served by a moment
         client.CustomObjectsApi(admin_api).list_cluster_custom_object(group, version, plural)
     except ApiException as err:
-        if err.status == 404:
+        # 404 before the resource is routed; 429 "storage is (re)initializing" (with a
+        # Retry-After) while its storage starts up — both mean "not served yet".
+        if err.status in (404, 429):
             return False
         raise
     return True
