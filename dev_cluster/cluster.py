@@ -24,7 +24,9 @@ Everything runs on one event loop in a background thread (or the caller's thread
 `pvc/<ns>/<claim>/` (volume data), `pods/`, `hosts` (service names for the host side).
 
 What differs from a real node (the kubelet is ours): containers are host processes, so
-`kubectl exec/attach/port-forward/cp` are not offered; there is no kube-proxy (ClusterIPs
+`kubectl exec/attach/port-forward/cp` are not offered; images are not pulled (one whose
+registry host is under a reserved TLD, `registry.invalid/x:1`, fails its pull as a
+kubelet's does); there is no kube-proxy (ClusterIPs
 do not route: names resolve to pod IPs inside pods, from the host use pod IPs); and no
 cgroup limits — requests only matter to the scheduler.
 """

@@ -12,7 +12,8 @@ Every container gets KUBERNETES_SERVICE_HOST/PORT pointing at kube-apiserver on
 127.0.0.1 (there is no kube-proxy to route the `kubernetes` Service's ClusterIP), and
 its projected service-account token comes from the TokenRequest API, bound to the pod and
 refreshed before it expires, so in-pod clients authenticate as their ServiceAccount.
-Pod IPs come in /24 blocks per cluster (see IPAllocator).
+Pod IPs come in /24 blocks per cluster (see IPAllocator). Images are not pulled; one
+whose registry cannot exist fails its pull as a kubelet's would (see `images`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .container import Backoff, ContainerRunner, Launch
 from .envvars import ConfigError, container_argv, container_env
 from .events import Recorder
 from .hosts import PodAddress, write_in_place
-from .images import VENV_BIN, ImageError, host_command
+from .images import VENV_BIN, ImageError, host_command, pull_error
 from .informer import Informer
 from .ips import IPAllocator
 from .kubelet_server import log_path
@@ -69,6 +70,8 @@ class KubeletConfig:
     logs_root: Path
     api_server: str
     backoff: Backoff = field(default_factory=Backoff)
+    # image pulls back off on their own schedule (the kubelet's: 10 s doubling to 300 s)
+    image_backoff: Backoff = field(default_factory=Backoff)
 
 
 QOS_RESOURCES = ("cpu", "memory")  # extended resources (nvidia.com/gpu) do not count
@@ -138,6 +141,24 @@ def lost_status(container: Obj, previous: Obj | None) -> Obj:
     }
 
 
+def waiting_reason(status: Obj | None, container: str) -> str | None:
+    """The waiting reason a pod status shows for one (init or main) container."""
+    statuses = [
+        *((status or {}).get("initContainerStatuses") or []),
+        *((status or {}).get("containerStatuses") or []),
+    ]
+    for cs in statuses:
+        if cs.get("name") == container:
+            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            return str(reason) if reason is not None else None
+    return None
+
+
+# How long ErrImagePull shows before the back-off starts (a kubelet shows it until the
+# pod's next sync).
+PULL_ERROR_SECONDS = 1.0
+
+
 def waiting_status(container: Obj, reason: str, message: str = "") -> Obj:
     """The status of a container that has not started yet."""
     waiting: Obj = {"reason": reason}
@@ -174,6 +195,7 @@ class PodWorker:
         self.init_done = not (pod["spec"].get("initContainers"))
         self.init_failed = False
         self.waiting: tuple[str, str] | None = ("ContainerCreating", "")
+        self.pulls: dict[str, tuple[str, str]] = {}  # container → failed pull (reason, message)
         self.phase_override: tuple[str, str, str] | None = None
         self.lost: list[Obj] | None = None  # container statuses of a pod lost with an agent
         self.stopping = asyncio.Event()
@@ -206,7 +228,8 @@ class PodWorker:
         elif not self.main:
             reason, message = self.waiting or ("PodInitializing", "")
             main_status = [
-                waiting_status(c, reason, message) for c in self.spec.get("containers") or []
+                waiting_status(c, *self.pulls.get(str(c.get("name")), (reason, message)))
+                for c in self.spec.get("containers") or []
             ]
         phase = pod_phase(
             restart_policy,
@@ -230,7 +253,8 @@ class PodWorker:
             started = [c.status() for c in self.init]
             pending = (self.spec.get("initContainers") or [])[len(started) :]
             out["initContainerStatuses"] = started + [
-                waiting_status(c, "PodInitializing") for c in pending
+                waiting_status(c, *self.pulls.get(str(c.get("name")), ("PodInitializing", "")))
+                for c in pending
             ]
         if self.phase_override is not None:
             out["phase"], out["reason"], out["message"] = self.phase_override
@@ -398,7 +422,10 @@ class PodWorker:
     async def _runner_when_ready(
         self, spec: Obj, volumes: dict[str, Path], is_init: bool = False, sidecar: bool = False
     ) -> ContainerRunner | None:
-        """Retry a container whose config is missing (e.g. its Secret comes later)."""
+        """Pull its image, then retry a container whose config is missing (e.g. its Secret
+        comes later); None when the pod stops first."""
+        if not await self._pull(spec):
+            return None
         while not self.stopping.is_set():
             runner = self._runner(spec, volumes, is_init, sidecar)
             if runner is not None:
@@ -406,6 +433,53 @@ class PodWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 2.0)
         return None
+
+    async def _pull(self, spec: Obj) -> bool:
+        """The container's image pull: True at once for every image the node treats as
+        present; for one whose registry cannot exist (`images.pull_error`), the kubelet's
+        failed pull — ErrImagePull, then ImagePullBackOff for the back-off, then another
+        attempt — until the pod stops (False)."""
+        image = str(spec.get("image") or "")
+        error = pull_error(image)
+        if error is None:
+            return True
+        name = str(spec.get("name"))
+        attempts = 0
+        while not self.stopping.is_set():
+            self._record("Pulling", f'Pulling image "{image}"')
+            self._record("Failed", f'Failed to pull image "{image}": {error}', warning=True)
+            self._record("Failed", "Error: ErrImagePull", warning=True)
+            self.pulls[name] = ("ErrImagePull", error)
+            self.changed()
+            await self._published_as(name, "ErrImagePull")
+            await self._stopped_within(PULL_ERROR_SECONDS)
+            if self.stopping.is_set():
+                break
+            backoff = f'Back-off pulling image "{image}"'
+            self.pulls[name] = ("ImagePullBackOff", backoff)
+            self._record("BackOff", backoff)
+            self._record("Failed", "Error: ImagePullBackOff", warning=True)
+            self.changed()
+            await self._stopped_within(self.kubelet.config.image_backoff.delay(attempts))
+            attempts += 1
+        return False
+
+    def _record(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.kubelet.record(self.pod, "Pod", reason, message, warning)
+
+    async def _stopped_within(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
+    async def _published_as(self, container: str, reason: str, limit: float = 10.0) -> None:
+        """Until the API holds `reason` for the container (so that watchers see each
+        state), the pod stops, or `limit` seconds."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + limit
+        while not self.stopping.is_set() and loop.time() < until:
+            if waiting_reason(self._published, container) == reason:
+                return
+            await asyncio.sleep(0.05)
 
     async def _deadline(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds - seconds_since(self.start_time), 0))

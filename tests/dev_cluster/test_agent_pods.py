@@ -433,3 +433,94 @@ def test_node_lease_is_renewed_and_the_node_stays_ready(api: ApiClient) -> None:
     node = client.CoreV1Api(api).read_node(NODE)
     assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
     assert not [t for t in node.spec.taints or [] if t.key.startswith("node.kubernetes.io/")]
+
+
+UNPULLABLE = "registry.invalid/trainer:1"
+
+
+def _pod_events(core: client.CoreV1Api, ns: str, pod: str) -> list[tuple[str, str, str]]:
+    events = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={pod}").items
+    return [(e.type, e.reason, e.message) for e in events]
+
+
+def test_an_image_whose_registry_cannot_exist_fails_its_pull_like_a_kubelets(
+    core: client.CoreV1Api, ns: str, tmp_path: Path
+) -> None:
+    """`registry.invalid` never resolves: ErrImagePull, then ImagePullBackOff, Events as
+    a kubelet sends them, and no container of the pod ever starts."""
+    marker = tmp_path / "started"
+    touch = f"open({str(marker)!r}, 'w').close()"
+    created = core.create_namespaced_pod(
+        ns, python_pod("pull", touch, restartPolicy="Never", container={"image": UNPULLABLE})
+    )
+    init = python_pod("init-pull", touch, restartPolicy="Never")
+    init["spec"]["initContainers"] = [
+        {"name": "fetch", "image": UNPULLABLE, "command": ["python", "-c", touch]}
+    ]
+    core.create_namespaced_pod(ns, init)
+
+    seen: list[tuple[str, str | None, str | None]] = []  # (phase, waiting reason, message)
+    started: list[Any] = []
+    stream = watch.Watch()
+    for event in stream.stream(
+        core.list_namespaced_pod, ns, field_selector="metadata.name=pull",
+        resource_version=created.metadata.resource_version, timeout_seconds=120,
+    ):  # fmt: skip
+        pod = event["object"]
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting
+            seen.append((pod.status.phase, waiting and waiting.reason, waiting and waiting.message))
+            if status.state.running or status.state.terminated or status.container_id:
+                started.append(status)
+        if any(reason == "ImagePullBackOff" for _, reason, _ in seen):
+            stream.stop()
+    reasons = [reason for _, reason, _ in seen]
+    assert "ImagePullBackOff" in reasons, seen
+    assert "ErrImagePull" in reasons[: reasons.index("ImagePullBackOff")], seen
+    messages = dict((reason, message) for _, reason, message in seen)
+    assert messages["ErrImagePull"] is not None
+    assert f'failed to pull and unpack image "{UNPULLABLE}"' in messages["ErrImagePull"]
+    assert "lookup registry.invalid: no such host" in messages["ErrImagePull"]
+    assert messages["ImagePullBackOff"] == f'Back-off pulling image "{UNPULLABLE}"'
+    assert {phase for phase, _, _ in seen} == {"Pending"}, seen
+    assert not started, started
+
+    wanted = {
+        ("Normal", "Pulling", f'Pulling image "{UNPULLABLE}"'),
+        ("Warning", "Failed", "Error: ErrImagePull"),
+        ("Normal", "BackOff", f'Back-off pulling image "{UNPULLABLE}"'),
+        ("Warning", "Failed", "Error: ImagePullBackOff"),
+    }
+
+    def pull_events() -> list[tuple[str, str, str]] | None:
+        events = _pod_events(core, ns, "pull")
+        return events if wanted <= set(events) else None
+
+    events = wait_for(
+        pull_events,
+        60,
+        "the kubelet's pull Events",
+        on_timeout=lambda: repr(_pod_events(core, ns, "pull")),
+    )
+    assert any(
+        (kind, reason) == ("Warning", "Failed")
+        and message.startswith(f'Failed to pull image "{UNPULLABLE}": ')
+        for kind, reason, message in events
+    ), events
+
+    def init_stuck() -> Any:
+        pod = core.read_namespaced_pod("init-pull", ns)
+        (fetch,) = pod.status.init_container_statuses or [None]
+        waiting = fetch and fetch.state.waiting
+        return pod if waiting and waiting.reason in ("ErrImagePull", "ImagePullBackOff") else None
+
+    stuck = wait_for(init_stuck, 60, "the init container's pull to fail")
+    assert stuck.status.phase == "Pending"
+    assert stuck.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    assert not marker.exists(), "a container ran"
+
+    # a pod stuck pulling is deleted as any other
+    for name in ("pull", "init-pull"):
+        core.delete_namespaced_pod(name, ns, grace_period_seconds=5)
+    wait_for(lambda: gone(core, ns, "pull") and gone(core, ns, "init-pull"), 60, "deletion")
+    assert not marker.exists(), "a container ran"

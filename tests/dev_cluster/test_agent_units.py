@@ -11,7 +11,13 @@ import pytest
 from dev_cluster.agent.container import Backoff
 from dev_cluster.agent.envvars import ConfigError, container_argv, container_env, expand
 from dev_cluster.agent.hosts import PodAddress, hosts_file, service_records
-from dev_cluster.agent.images import entrypoint_for, host_command, with_entrypoint
+from dev_cluster.agent.images import (
+    entrypoint_for,
+    host_command,
+    pull_error,
+    registry_host,
+    with_entrypoint,
+)
 from dev_cluster.agent.ips import IPAllocator, addresses_on_lo, can_add_addresses
 from dev_cluster.agent.kubelet import qos_class
 from dev_cluster.agent.podstatus import pod_phase
@@ -113,6 +119,49 @@ def test_image_mapping() -> None:
     argv, _ = host_command("python:3.11", ["python3", "-c", "pass"], {})
     assert Path(argv[0]).name.startswith("python") and argv[1:] == ["-c", "pass"]
     assert host_command("busybox", ["sh", "-c", "true"], {})[0] == ["sh", "-c", "true"]
+
+
+@pytest.mark.parametrize(
+    ("image", "host"),
+    [
+        ("registry.invalid/trainer:1", "registry.invalid"),
+        ("Registry.Invalid:5000/team/trainer@sha256:ab", "registry.invalid"),
+        ("localhost/x", "localhost"),
+        ("[::1]:5000/x:1", "[::1]"),
+        ("nvcr.io/nvidia/tritonserver:24.10-py3", "nvcr.io"),
+        ("python:3.12", None),  # Docker Hub
+        ("library/python:3.12", None),
+        ("trainer.invalid", None),  # one component: a Docker Hub name, not a host
+    ],
+)
+def test_registry_host(image: str, host: str | None) -> None:
+    assert registry_host(image) == host
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["registry.invalid/trainer:1", "r.test/a/b:2", "x.example:443/y", "REGISTRY.INVALID./t"],
+)
+def test_an_image_from_a_registry_that_cannot_exist_cannot_be_pulled(image: str) -> None:
+    error = pull_error(image)
+    assert error is not None
+    assert f'failed to pull and unpack image "{image}"' in error
+    assert "no such host" in error and registry_host(image) in error
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "python:3.12",
+        "ghcr.io/gantry-dev/gantry-trainer:0.1.0",
+        "example.com/x:1",  # RFC 2606 reserves it, but it resolves
+        "invalid/x:1",  # a Docker Hub organisation
+        "registry.invalid",  # no "/": a Docker Hub name
+        "",
+    ],
+)
+def test_every_other_image_is_present(image: str) -> None:
+    assert pull_error(image) is None
 
 
 def test_hosts_file_names() -> None:
