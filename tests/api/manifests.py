@@ -181,6 +181,17 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "volumeMounts",
         "volume",
     ),
+    *(
+        (
+            f"tj-volume-reserved-{name}",
+            with_change(
+                TJ, "spec.volumes", [*TJ["spec"]["volumes"], {"name": name, "emptyDir": {}}]
+            ),
+            "volumes",
+            f"volume name '{name}' is reserved for Gantry's own volumes",
+        )
+        for name in ("dshm", "gantry-checkpoint")
+    ),
     (
         "tj-gpu-fraction-limit",
         with_change(TJ, "spec.resources", {"limits": {"nvidia.com/gpu": "0.5"}}),

@@ -33,6 +33,10 @@ pytestmark = pytest.mark.usefixtures("crds")  # Gantry's CRDs, once per session 
 
 PLURALS = {"TrainingJob": "trainingjobs", "InferenceService": "inferenceservices"}
 TYPE_INTEGER = "must be of type integer"
+RESERVED_VOLUMES = (
+    "volume names dshm, gantry-checkpoint, gantry-output, gantry-tmp are reserved for "
+    "Gantry's own volumes"
+)
 
 # case → (field the server names, words of its message), as kube-apiserver answers.
 SERVER_ANSWERS: dict[str, tuple[str, str]] = {
@@ -57,6 +61,10 @@ SERVER_ANSWERS: dict[str, tuple[str, str]] = {
         "spec.volumeMounts",
         "every volumeMounts[].name must name a volume in spec.volumes",
     ),
+    **{
+        f"tj-volume-reserved-{name}": ("spec.volumes", RESERVED_VOLUMES)
+        for name in ("dshm", "gantry-checkpoint")
+    },
     "tj-gpu-fraction-limit": ("spec.resources.limits", "must be a whole number of GPUs"),
     "isvc-both-sources": ("spec.model", "exactly one of model.trainingJobRef and model.storageUri"),
     "isvc-no-source": ("spec.model", "exactly one of model.trainingJobRef and model.storageUri"),
@@ -152,7 +160,7 @@ def _causes(err: ApiException) -> list[tuple[str, str]]:
 
 def test_invalid_cases_all_have_a_server_answer() -> None:
     assert {*SERVER_ANSWERS, UNKNOWN_FIELD} == {c[0] for c in INVALID}
-    assert len(INVALID) == 37
+    assert len(INVALID) == 39
 
 
 @pytest.mark.parametrize(
