@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gantry.autoscaler.actuator import ServiceAutoscaler, status_patch
+from gantry.autoscaler.actuator import ServiceAutoscaler, autoscaling_status, report_patch
 from gantry.autoscaler.scrape import PodTarget, ScrapeResult
 from gantry.autoscaler.triton_metrics import TritonCounters
 
@@ -318,9 +318,32 @@ async def test_switching_to_hpa_hands_the_running_count_over_first() -> None:
 
 
 def test_status_patch_only_names_autoscaling() -> None:
-    patch = status_patch("hpa", None, sampled_at="2026-01-01T00:00:00Z")
-    assert patch == {
+    report = autoscaling_status("hpa", None, sampled_at="2026-01-01T00:00:00Z")
+    assert report_patch({"status": {"phase": "Ready"}}, report) == {
         "status": {"autoscaling": {"mode": "hpa", "sampledAt": "2026-01-01T00:00:00Z"}}
+    }
+
+
+def test_a_new_sample_time_alone_is_not_written() -> None:
+    shown = {"mode": "builtin", "sampledAt": "2026-01-01T00:00:00Z", "desiredReplicas": 2}
+    isvc = {"status": {"autoscaling": shown}}
+    later = autoscaling_status("builtin", None, sampled_at="2026-01-01T00:00:05Z", previous=shown)
+    assert report_patch(isvc, later) == {}
+
+
+def test_a_mode_switch_clears_the_old_modes_decision() -> None:
+    shown = {"mode": "builtin", "desiredReplicas": 3, "lastDecision": "up: p95 over target"}
+    report = autoscaling_status("hpa", None, sampled_at="2026-01-01T00:00:05Z", previous=shown)
+    patch = report_patch({"status": {"autoscaling": shown}}, report)
+    assert patch == {
+        "status": {
+            "autoscaling": {
+                "mode": "hpa",
+                "sampledAt": "2026-01-01T00:00:05Z",
+                "desiredReplicas": None,
+                "lastDecision": None,
+            }
+        }
     }
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from gantry.api.inferenceservice import InferenceServiceStatus
 from gantry.config import OperatorConfig, TritonBackend
 from gantry.inferenceservice import names
-from gantry.inferenceservice.apply import replacement_patch, status_patch
-from gantry.inferenceservice.reconcile import Observed, reconcile
-from gantry.k8s.plan import Plan
+from gantry.inferenceservice.reconcile import InferenceServicePlan, Observed, reconcile
+from gantry.k8s.plan import replacement_patch, status_patch
 
 DEV = OperatorConfig(triton_backends=(TritonBackend.PYTHON,))
 REPORT = {
@@ -44,15 +44,18 @@ def isvc(
     }
 
 
-def kinds(plan: Plan) -> list[str]:
+def kinds(plan: InferenceServicePlan) -> list[str]:
     return [f"{o['kind']}/{o['metadata']['name']}" for o in plan.apply]
 
 
-def conditions(plan: Plan) -> dict[str, tuple[str, str, str]]:
-    return {c["type"]: (c["status"], c["reason"], c["message"]) for c in plan.status["conditions"]}
+def conditions(plan: InferenceServicePlan) -> dict[str, tuple[str, str, str]]:
+    return {
+        c["type"]: (c["status"], c["reason"], c["message"])
+        for c in plan.wire_status()["conditions"]
+    }
 
 
-def job_of(plan: Plan) -> dict[str, Any]:
+def job_of(plan: InferenceServicePlan) -> dict[str, Any]:
     return next(o for o in plan.apply if o["kind"] == "Job")
 
 
@@ -91,7 +94,7 @@ def deployment_status(
     return dep
 
 
-def first_pass() -> Plan:
+def first_pass() -> InferenceServicePlan:
     return reconcile(isvc(), Observed(claims=frozenset({"exports"})), DEV, now="T1")
 
 
@@ -102,11 +105,11 @@ def test_new_service_creates_models_claim_and_optimize_job() -> None:
     assert plan.create_if_absent[0]["spec"]["accessModes"] == ["ReadWriteMany"]
     assert "ownerReferences" not in plan.create_if_absent[0]["metadata"]  # outlives the service
     assert job_of(plan)["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert plan.status["phase"] == "Optimizing"
+    assert plan.wire_status()["phase"] == "Optimizing"
     assert conditions(plan)["ModelResolved"][0] == "True"
-    assert plan.status["selector"] == "gantry.dev/inferenceservice=digits"
-    assert plan.status["endpoints"]["grpc"] == "digits.ml.svc:8001"
-    assert plan.status["observedGeneration"] == 2
+    assert plan.wire_status()["selector"] == "gantry.dev/inferenceservice=digits"
+    assert plan.wire_status()["endpoints"]["grpc"] == "digits.ml.svc:8001"
+    assert plan.wire_status()["observedGeneration"] == 2
 
 
 FAILED_TJ = {"status": {"phase": "Failed", "message": "worker 1 exited with code 1: OOM"}}
@@ -177,11 +180,11 @@ def test_failures_and_waits_end_in_conditions(
     needle: str,
 ) -> None:
     plan = reconcile(isvc(spec), observed, DEV, now="T")
-    assert plan.status["phase"] == phase
+    assert plan.wire_status()["phase"] == phase
     status, got_reason, message = conditions(plan)[condition]
     assert (status, got_reason) == ("False", reason)
     assert needle in message
-    assert needle in plan.status["message"]
+    assert needle in plan.wire_status()["message"]
     assert plan.apply == []
 
 
@@ -210,16 +213,16 @@ def test_failed_optimize_job_fails_the_service(
 ) -> None:
     job = job_of(first_pass())
     plan = reconcile(isvc(), finished(job, "Failed", 2, json.dumps(report)), DEV, now="T2")
-    assert plan.status["phase"] == "Failed"
+    assert plan.wire_status()["phase"] == "Failed"
     assert conditions(plan)["Optimized"][:2] == ("False", reason)
-    assert needle in plan.status["message"]
+    assert needle in plan.wire_status()["message"]
     assert ("Warning" in {e.type for e in plan.events}) and any(
         e.reason == reason for e in plan.events
     )
     assert not any(o["kind"] == "Deployment" for o in plan.apply)
 
 
-def succeeded_pass() -> tuple[Plan, Observed]:
+def succeeded_pass() -> tuple[InferenceServicePlan, Observed]:
     job = job_of(first_pass())
     observed = finished(job, "Complete", 0, json.dumps(REPORT))
     return reconcile(isvc(), observed, DEV, now="T2"), observed
@@ -234,7 +237,7 @@ def test_successful_optimize_deploys_triton_and_services() -> None:
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations[names.MODEL_VERSION_ANNOTATION] == "1"
     assert annotations[names.MODEL_DIGEST_ANNOTATION] == "sha-1"
-    assert plan.status["phase"] == "Deploying"
+    assert plan.wire_status()["phase"] == "Deploying"
     assert conditions(plan)["Optimized"][0] == "True"
 
 
@@ -242,10 +245,10 @@ def test_rolled_out_deployment_is_ready_with_model_status() -> None:
     plan, observed = succeeded_pass()
     dep = deployment_status(plan.apply[0], replicas=1, ready=1, updated=1)
     ready = reconcile(isvc(), Observed(**{**observed.__dict__, "deployment": dep}), DEV, now="T3")
-    assert ready.status["phase"] == "Ready"
-    assert ready.status["ready"] == "1/1"
-    assert ready.status["readyReplicas"] == 1
-    model = ready.status["model"]
+    assert ready.wire_status()["phase"] == "Ready"
+    assert ready.wire_status()["ready"] == "1/1"
+    assert ready.wire_status()["readyReplicas"] == 1
+    model = ready.wire_status()["model"]
     assert model["version"] == 1 and model["digest"] == "sha-1"
     assert model["uri"] == "pvc://exports/digits/v1"
     assert model["precision"] == "fp32" and model["backend"] == "python"
@@ -286,7 +289,7 @@ def test_model_change_keeps_serving_until_the_new_version_is_built() -> None:
     assert (
         kept["spec"]["template"]["metadata"]["annotations"][names.MODEL_VERSION_ANNOTATION] == "1"
     )
-    assert during.status["phase"] == "Optimizing"
+    assert during.wire_status()["phase"] == "Optimizing"
     assert conditions(during)["Ready"][0] == "True"  # the old version still serves
 
     new_report = {**REPORT, "version": 2, "digest": "sha-2"}
@@ -306,7 +309,7 @@ def test_model_change_keeps_serving_until_the_new_version_is_built() -> None:
     assert (
         rolled["spec"]["template"]["metadata"]["annotations"][names.MODEL_VERSION_ANNOTATION] == "2"
     )
-    assert after.status["phase"] == "Deploying"
+    assert after.wire_status()["phase"] == "Deploying"
     assert conditions(after)["Deployed"][1] == "RollingOut"
     assert [d.name for d in after.delete] == [observed.jobs[0]["metadata"]["name"]]
 
@@ -316,8 +319,8 @@ def test_report_survives_the_job_in_the_deployment() -> None:
     dep = deployment_status(plan.apply[0], replicas=1, ready=1, updated=1)
     again = reconcile(isvc(), Observed(claims=observed.claims, deployment=dep), DEV, now="T6")
     assert not any(o["kind"] == "Job" for o in again.apply)  # no rebuild
-    assert again.status["phase"] == "Ready"
-    assert again.status["model"]["version"] == 1
+    assert again.wire_status()["phase"] == "Ready"
+    assert again.wire_status()["model"]["version"] == 1
 
 
 def test_builtin_autoscaling_owns_replicas() -> None:
@@ -338,7 +341,7 @@ def test_builtin_autoscaling_owns_replicas() -> None:
     )
     dep = next(o for o in later.apply if o["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 4, "the autoscaler's count is kept, not reset"
-    assert later.status["ready"] == "4/4"
+    assert later.wire_status()["ready"] == "4/4"
     assert "PodDisruptionBudget/digits-triton" in kinds(later)
 
 
@@ -389,9 +392,9 @@ def test_steady_state_writes_nothing() -> None:
     dep = deployment_status(plan.apply[0], replicas=1, ready=1, updated=1)
     full = Observed(**{**observed.__dict__, "deployment": dep})
     one = reconcile(isvc(), full, DEV, now="T7")
-    two = reconcile(isvc(status=one.status), full, DEV, now="T8")
+    two = reconcile(isvc(status=one.wire_status()), full, DEV, now="T8")
     assert two.events == []
-    assert status_patch(one.status, two.status) == {}
+    assert status_patch(one.wire_status(), two.status) == {}
 
 
 def test_transitions_post_events() -> None:
@@ -404,7 +407,28 @@ def test_replacement_patch_nulls_vanished_keys() -> None:
     old = {"model": {"version": 1, "accuracy": {"samples": 3}}, "message": "x"}
     new = {"model": {"version": 2}, "message": "x"}
     assert replacement_patch(old, new) == {"model": {"version": 2, "accuracy": None}}
-    assert status_patch({"autoscaling": {"a": 1}}, {"phase": "Ready"}) == {"phase": "Ready"}
+    ready = InferenceServiceStatus(phase="Ready")
+    assert status_patch({"autoscaling": {"mode": "hpa"}}, ready) == {"phase": "Ready"}
+
+
+def test_status_patch_writes_only_the_fields_the_plan_decided() -> None:
+    """Fields the pass sets are replaced (None removes one); the rest belong to others."""
+    written = {
+        "phase": "Ready",
+        "endpoints": {"grpc": "a:8001", "http": "http://a:8000"},
+        "autoscaling": {"mode": "builtin", "desiredReplicas": 3},
+    }
+    desired = InferenceServiceStatus.model_validate(
+        {"phase": "Ready", "endpoints": {"grpc": "a:8001"}, "model": None}
+    )
+    assert status_patch(written, desired) == {"endpoints": {"http": None}}
+    gone = InferenceServiceStatus.model_validate({"endpoints": None})
+    assert status_patch(written, gone) == {"endpoints": None}
+
+
+def test_the_reconciler_never_sets_the_autoscalers_status() -> None:
+    plan, _ = succeeded_pass()
+    assert "autoscaling" not in plan.status.model_fields_set
 
 
 def test_crash_looping_triton_pods_are_explained() -> None:
@@ -428,7 +452,7 @@ def test_crash_looping_triton_pods_are_explained() -> None:
         DEV,
         now="T",
     )
-    assert stuck.status["phase"] == "Deploying"
+    assert stuck.wire_status()["phase"] == "Deploying"
     ready = conditions(stuck)["Ready"]
     assert ready[:2] == ("False", "NoReadyReplicas")
     assert "digits-triton-abc container triton: CrashLoopBackOff, last exit code 127" in ready[2]
@@ -445,6 +469,6 @@ def test_unresolved_model_leaves_the_serving_deployment_alone() -> None:
         now="T",
     )
     assert later.apply == [] and later.delete == []
-    assert later.status["phase"] == "WaitingForModel"
+    assert later.wire_status()["phase"] == "WaitingForModel"
     assert conditions(later)["Ready"][0] == "True"
-    assert later.status["model"]["version"] == 1
+    assert later.wire_status()["model"]["version"] == 1

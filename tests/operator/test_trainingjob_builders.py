@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -285,6 +286,16 @@ def test_summary_fits_a_termination_message(tmp_path: Path) -> None:
     model = parse_summary(message, "pvc://m")
     assert model is not None and model["signature"]["labels"] == []
     assert model["metrics"] == {"test_accuracy": 0.95}
+
+
+def test_a_summary_signature_that_does_not_fit_the_status_model_is_dropped() -> None:
+    bad = {"inputs": [{"name": "x", "dtype": None, "shape": [-1, 4]}], "outputs": []}
+    message = json.dumps(
+        {"gantrySummary": 1, "files": {"model.onnx": "c" * 64}, "signature": bad, "metrics": {}}
+    )
+    model = parse_summary(message, "pvc://m")
+    assert model is not None and "signature" not in model
+    assert model["sha256"] == {"model.onnx": "c" * 64}
 
 
 @pytest.mark.parametrize("message", [None, "", "not json", '{"other": 1}', "[1]"])

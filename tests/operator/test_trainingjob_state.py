@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 
 from gantry.config import OperatorConfig
-from gantry.k8s.conditions import get_condition
+from gantry.k8s.conditions import get_condition, rfc3339
 from gantry.trainingjob import naming
 from gantry.trainingjob.state import (
     Observed,
-    Plan,
+    TrainingJobPlan,
     failed_pods_needing_logs,
     job_without_pods,
     podless_recheck_in,
     reconcile,
-    rfc3339,
     ttl_expired,
 )
 
@@ -104,28 +103,28 @@ def run(
     pods: tuple[Any, ...] = (),
     logs: dict[str, str] | None = None,
     now: datetime = NOW,
-) -> Plan:
+) -> TrainingJobPlan:
     return reconcile(body, Observed(jobs=jobs, pods=pods, logs=logs or {}), CONFIG, now=now)
 
 
-def cond(plan: Plan, type_: str) -> dict[str, Any]:
-    found = get_condition(plan.status["conditions"], type_)
+def cond(plan: TrainingJobPlan, type_: str) -> dict[str, Any]:
+    found = get_condition(plan.wire_status()["conditions"], type_)
     assert found is not None, f"no {type_} condition"
     return dict(found)
 
 
-def kinds(plan: Plan) -> list[str]:
+def kinds(plan: TrainingJobPlan) -> list[str]:
     return sorted(c["kind"] for c in plan.apply)
 
 
-def reasons(plan: Plan) -> list[str]:
+def reasons(plan: TrainingJobPlan) -> list[str]:
     return [e.reason for e in plan.events]
 
 
 def test_new_job_starts_attempt_one_with_all_children() -> None:
     plan = run(tj())
-    assert plan.status["phase"] == "Pending" and plan.status["attempts"] == 1
-    assert plan.status["startTime"] == rfc3339(NOW)
+    assert plan.wire_status()["phase"] == "Pending" and plan.wire_status()["attempts"] == 1
+    assert plan.wire_status()["startTime"] == rfc3339(NOW)
     assert kinds(plan) == ["Job", "Role", "RoleBinding", "Service", "ServiceAccount"]
     job_obj = next(c for c in plan.apply if c["kind"] == "Job")
     assert job_obj["metadata"]["name"] == "t-a1"
@@ -134,22 +133,22 @@ def test_new_job_starts_attempt_one_with_all_children() -> None:
     assert all(c["metadata"]["ownerReferences"] for c in plan.apply)
     assert cond(plan, "Created")["status"] == "True"
     assert reasons(plan) == ["Created"]
-    assert plan.status["observedGeneration"] == 1
+    assert plan.wire_status()["observedGeneration"] == 1
 
 
 def test_all_workers_running_is_running_with_an_event_once() -> None:
     body = tj({"phase": "Pending", "attempts": 1, "startTime": rfc3339(NOW)})
     plan = run(body, job(), pods=(pod(0), pod(1)))
-    assert plan.status["phase"] == "Running"
-    assert plan.status["workers"] == {"active": 2, "succeeded": 0, "failed": 0}
+    assert plan.wire_status()["phase"] == "Running"
+    assert plan.wire_status()["workers"] == {"active": 2, "succeeded": 0, "failed": 0}
     assert cond(plan, "Running")["status"] == "True" and reasons(plan) == ["Running"]
-    again = run(tj(plan.status), job(), pods=(pod(0), pod(1)))
-    assert again.events == [] and again.status["phase"] == "Running"
+    again = run(tj(plan.wire_status()), job(), pods=(pod(0), pod(1)))
+    assert again.events == [] and again.wire_status()["phase"] == "Running"
 
 
 def test_partially_started_attempt_is_pending() -> None:
     plan = run(tj(running_status(phase="Pending")), job(), pods=(pod(0), pod(1, "Pending")))
-    assert plan.status["phase"] == "Pending"
+    assert plan.wire_status()["phase"] == "Pending"
 
 
 def test_unschedulable_worker_keeps_the_job_pending_with_the_scheduler_message() -> None:
@@ -159,10 +158,10 @@ def test_unschedulable_worker_keeps_the_job_pending_with_the_scheduler_message()
         job(),
         pods=(pod(0, "Pending", unschedulable=msg), pod(1, "Pending", unschedulable=msg)),
     )
-    assert plan.status["phase"] == "Pending"
+    assert plan.wire_status()["phase"] == "Pending"
     scheduled = cond(plan, "Scheduled")
     assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
-    assert scheduled["message"] == msg and msg in plan.status["message"]
+    assert scheduled["message"] == msg and msg in plan.wire_status()["message"]
     assert "Unschedulable" in reasons(plan)
 
 
@@ -175,9 +174,9 @@ def test_failed_worker_starts_a_new_attempt_with_its_log_in_the_message() -> Non
     body = tj(running_status(), backoffLimit=2)
     assert failed_pods_needing_logs(body, Observed(pods=pods)) == ["t-a1-0-x", "t-a1-1-x"]
     plan = run(body, job(1, "Failed"), pods=pods, logs=logs)
-    assert plan.status["phase"] == "Restarting" and plan.status["attempts"] == 2
-    assert "worker 1 (pod t-a1-1-x) exited with code 1" in plan.status["message"]
-    assert "RuntimeError: injected failure" in plan.status["message"]
+    assert plan.wire_status()["phase"] == "Restarting" and plan.wire_status()["attempts"] == 2
+    assert "worker 1 (pod t-a1-1-x) exited with code 1" in plan.wire_status()["message"]
+    assert "RuntimeError: injected failure" in plan.wire_status()["message"]
     assert [r.name for r in plan.delete] == ["t-a1"]
     assert "Job" not in kinds(plan), "no new attempt while old pods may run"
     assert reasons(plan) == ["Restarting"]
@@ -189,7 +188,7 @@ def test_next_attempt_waits_for_old_pods_then_starts() -> None:
     waiting = run(
         body, job(1), pods=(pod(0, "Running", attempt=1, deleted="2026-01-01T12:00:00Z"),)
     )
-    assert waiting.status["phase"] == "Restarting" and "Job" not in kinds(waiting)
+    assert waiting.wire_status()["phase"] == "Restarting" and "Job" not in kinds(waiting)
     assert [r.name for r in waiting.delete] == ["t-a1"]
     started = run(body, pods=(pod(1, "Failed", attempt=1, exit_code=1),))
     job_obj = next(c for c in started.apply if c["kind"] == "Job")
@@ -199,17 +198,17 @@ def test_next_attempt_waits_for_old_pods_then_starts() -> None:
         for e in job_obj["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["GANTRY_ATTEMPT"] == "2"
-    assert started.status["phase"] == "Restarting"
+    assert started.wire_status()["phase"] == "Restarting"
 
 
 def test_backoff_limit_exhausted_fails_with_the_log_lines() -> None:
     pods = (pod(0, "Failed", exit_code=2, message="fallback log line"),)
     plan = run(tj(running_status(attempts=1), backoffLimit=0), job(1, "Failed"), pods=pods)
-    assert plan.status["phase"] == "Failed"
+    assert plan.wire_status()["phase"] == "Failed"
     failed = cond(plan, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exited with code 2" in failed["message"] and "fallback log line" in failed["message"]
-    assert plan.status["completionTime"] == rfc3339(NOW)
+    assert plan.wire_status()["completionTime"] == rfc3339(NOW)
     assert [r.name for r in plan.delete] == ["t-a1"]
     assert reasons(plan) == ["Failed"] and plan.events[0].type == "Warning"
 
@@ -217,47 +216,47 @@ def test_backoff_limit_exhausted_fails_with_the_log_lines() -> None:
 def test_deleted_worker_fails_the_attempt() -> None:
     pods = (pod(0), pod(1, deleted="2026-01-01T12:00:00Z"))
     plan = run(tj(running_status(), backoffLimit=1), job(), pods=pods)
-    assert plan.status["phase"] == "Restarting"
-    assert "worker 1 (pod t-a1-1-x) was deleted" in plan.status["message"]
+    assert plan.wire_status()["phase"] == "Restarting"
+    assert "worker 1 (pod t-a1-1-x) was deleted" in plan.wire_status()["message"]
 
 
 def test_evicted_worker_fails_the_attempt() -> None:
     evicted = pod(1, "Failed")
     evicted["status"].update(reason="Evicted", message="node low on memory")
     plan = run(tj(running_status(), backoffLimit=1), job(), pods=(pod(0), evicted))
-    assert "was evicted: node low on memory" in plan.status["message"]
+    assert "was evicted: node low on memory" in plan.wire_status()["message"]
 
 
 def test_deadline_exceeded_fails_and_kills_the_workers() -> None:
     start = NOW - timedelta(seconds=30)
     body = tj(running_status() | {"startTime": rfc3339(start)}, activeDeadlineSeconds=20)
     plan = run(body, job(), pods=(pod(0), pod(1)))
-    assert plan.status["phase"] == "Failed"
+    assert plan.wire_status()["phase"] == "Failed"
     assert cond(plan, "Failed")["reason"] == "DeadlineExceeded"
     assert [r.name for r in plan.delete] == ["t-a1"]
     assert reasons(plan) == ["DeadlineExceeded", "Failed"]
     within = run(tj(running_status(), activeDeadlineSeconds=20), job(), pods=(pod(0), pod(1)))
-    assert within.status["phase"] == "Running"
+    assert within.wire_status()["phase"] == "Running"
 
 
 def test_suspended_before_start_creates_no_job() -> None:
     plan = run(tj(suspend=True))
-    assert plan.status["phase"] == "Suspended" and "Job" not in kinds(plan)
-    assert plan.status.get("attempts") is None
+    assert plan.wire_status()["phase"] == "Suspended" and "Job" not in kinds(plan)
+    assert plan.wire_status().get("attempts") is None
     assert cond(plan, "Suspended")["status"] == "True" and reasons(plan) == ["Suspended"]
 
 
 def test_suspending_a_running_job_suspends_its_job_and_resuming_runs_it() -> None:
     plan = run(tj(running_status(), suspend=True), job(), pods=(pod(0), pod(1)))
-    assert plan.status["phase"] == "Suspended"
+    assert plan.wire_status()["phase"] == "Suspended"
     job_obj = next(c for c in plan.apply if c["kind"] == "Job")
     assert job_obj["spec"]["suspend"] is True
-    resumed_body = tj(plan.status | {"attempts": 1}, suspend=False)
+    resumed_body = tj(plan.wire_status() | {"attempts": 1}, suspend=False)
     resumed = run(resumed_body, job(suspend=True), now=NOW + timedelta(seconds=5))
     assert next(c for c in resumed.apply if c["kind"] == "Job")["spec"]["suspend"] is False
     assert cond(resumed, "Suspended")["status"] == "False"
     assert "Resumed" in reasons(resumed)
-    assert resumed.status["startTime"] == rfc3339(NOW + timedelta(seconds=5))
+    assert resumed.wire_status()["startTime"] == rfc3339(NOW + timedelta(seconds=5))
 
 
 def test_pods_stopped_by_a_suspension_are_not_failures() -> None:
@@ -273,7 +272,7 @@ def test_pods_stopped_by_a_suspension_are_not_failures() -> None:
     }
     stopping = pod(0, deleted="2026-01-01T12:00:02Z")
     plan = run(tj(resumed_status), job(), pods=(stopping,))
-    assert plan.status["phase"] == "Pending"
+    assert plan.wire_status()["phase"] == "Pending"
 
 
 def test_success_reads_the_model_summary_of_worker_zero() -> None:
@@ -284,12 +283,12 @@ def test_success_reads_the_model_summary_of_worker_zero() -> None:
     pods = (pod(0, "Succeeded", exit_code=0, message=summary), pod(1, "Succeeded", exit_code=0))
     body = tj(running_status(), output={"storageUri": "pvc://models/digits"})
     plan = run(body, job(1, "Complete"), pods=pods)
-    assert plan.status["phase"] == "Succeeded"
-    assert plan.status["model"]["uri"] == "pvc://models/digits"
-    assert plan.status["model"]["metrics"] == {"test_accuracy": 0.97}
-    assert plan.status["model"]["formats"] == ["onnx"]
-    assert "test_accuracy=0.97" in plan.status["message"]
-    assert plan.status["workers"] == {"active": 0, "succeeded": 2, "failed": 0}
+    assert plan.wire_status()["phase"] == "Succeeded"
+    assert plan.wire_status()["model"]["uri"] == "pvc://models/digits"
+    assert plan.wire_status()["model"]["metrics"] == {"test_accuracy": 0.97}
+    assert plan.wire_status()["model"]["formats"] == ["onnx"]
+    assert "test_accuracy=0.97" in plan.wire_status()["message"]
+    assert plan.wire_status()["workers"] == {"active": 0, "succeeded": 2, "failed": 0}
     assert cond(plan, "Succeeded")["status"] == "True" and reasons(plan) == ["Succeeded"]
 
 
@@ -297,7 +296,7 @@ def test_terminal_jobs_are_left_alone_but_progress_is_never_written() -> None:
     body = tj({"phase": "Succeeded", "progress": {"epoch": 3}, "attempts": 1})
     plan = run(body, job(1, "Complete"))
     assert plan.apply == [] and plan.delete == [] and plan.events == []
-    assert "progress" not in plan.status
+    assert "progress" not in plan.wire_status()
     running = run(tj(running_status(progress={"epoch": 1})), job(), pods=(pod(0), pod(1)))
     assert "progress" not in running.status
 
@@ -313,8 +312,8 @@ def test_bad_specs_fail_with_a_clear_condition(
     spec: dict[str, Any], reason: str, text: str
 ) -> None:
     plan = run(tj(**spec))
-    assert plan.status["phase"] == "Failed"
-    assert cond(plan, "Failed")["reason"] == reason and text in plan.status["message"]
+    assert plan.wire_status()["phase"] == "Failed"
+    assert cond(plan, "Failed")["reason"] == reason and text in plan.wire_status()["message"]
     assert plan.apply == []
 
 
@@ -332,8 +331,8 @@ def test_a_worker_noted_lost_on_the_job_fails_the_attempt() -> None:
         naming.ANNOTATION_WORKER_LOST: "t-a1-1-abcde was deleted while it ran"
     }
     plan = run(tj(running_status(), backoffLimit=1), lost_job, pods=(pod(0), pod(1)))
-    assert plan.status["phase"] == "Restarting" and plan.status["attempts"] == 2
-    assert "worker 1 (pod t-a1-1-abcde) was deleted while it ran" in plan.status["message"]
+    assert plan.wire_status()["phase"] == "Restarting" and plan.wire_status()["attempts"] == 2
+    assert "worker 1 (pod t-a1-1-abcde) was deleted while it ran" in plan.wire_status()["message"]
 
 
 def test_which_pod_deletions_count_as_lost_workers() -> None:
@@ -364,12 +363,12 @@ def test_a_worker_that_cannot_start_is_explained_with_the_kubelets_reason(
 ) -> None:
     body = tj(running_status(phase="Pending"))
     plan = run(body, job(), pods=(pod(0, "Pending", waiting=(reason, why)), pod(1, "Pending")))
-    assert plan.status["phase"] == "Pending"
+    assert plan.wire_status()["phase"] == "Pending"
     running = cond(plan, "Running")
     assert running["status"] == "False" and running["reason"] == reason
     assert why in running["message"] and "t-a1-0-x" in running["message"]
     assert reasons(plan) == [reason]
-    again = run(tj(plan.status), job(), pods=(pod(0, "Pending", waiting=(reason, why)),))
+    again = run(tj(plan.wire_status()), job(), pods=(pod(0, "Pending", waiting=(reason, why)),))
     assert again.events == []  # the Warning is sent once, not on every pass
 
 
@@ -379,8 +378,8 @@ def test_a_container_that_is_merely_creating_is_not_a_stall() -> None:
         job(),
         pods=(pod(0, "Pending", waiting=("ContainerCreating", "")), pod(1, "Pending")),
     )
-    assert plan.status["phase"] == "Pending"
-    running = get_condition(plan.status["conditions"], "Running")
+    assert plan.wire_status()["phase"] == "Pending"
+    running = get_condition(plan.wire_status()["conditions"], "Running")
     assert running is None or running["reason"] != "ContainerCreating"
     assert plan.events == []
 
@@ -392,8 +391,8 @@ def test_a_deleted_worker_that_the_kubelet_marked_failed_is_reported_as_deleted(
         job(),
         pods=(pod(0), pod(1, "Failed", exit_code=143, deleted="2026-01-01T00:00:00Z")),
     )
-    assert plan.status["phase"] == "Restarting"
-    assert "was deleted while running (stopped with code 143)" in plan.status["message"]
+    assert plan.wire_status()["phase"] == "Restarting"
+    assert "was deleted while running (stopped with code 143)" in plan.wire_status()["message"]
 
 
 def test_a_job_whose_pods_cannot_be_created_says_why() -> None:
@@ -416,9 +415,9 @@ def test_a_job_whose_pods_cannot_be_created_says_why() -> None:
     plan = reconcile(body, observed, CONFIG, now=later)
     running = cond(plan, "Running")
     assert (running["status"], running["reason"]) == ("False", "QuotaExceeded")
-    assert "exceeded quota" in running["message"] and plan.status["phase"] == "Pending"
+    assert "exceeded quota" in running["message"] and plan.wire_status()["phase"] == "Pending"
     assert reasons(plan) == ["QuotaExceeded"] and plan.events[0].type == "Warning"
-    again = reconcile(tj({**body["status"], **plan.status}), observed, CONFIG, now=later)
+    again = reconcile(tj({**body["status"], **plan.wire_status()}), observed, CONFIG, now=later)
     assert again.events == [], "the Warning is posted once"
     denied = Observed(jobs=[created], creation_failure="admission webhook denied the request")
     assert cond(reconcile(body, denied, CONFIG, now=later), "Running")["reason"] == "FailedCreate"

@@ -29,7 +29,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from gantry.api.inferenceservice import AutoscalingMode, InferenceServiceSpec
+from gantry.api.inferenceservice import (
+    AutoscalingMode,
+    InferenceServiceSpec,
+    InferenceServiceStatus,
+)
 from gantry.autoscaler import objects
 from gantry.autoscaler.collector import ServiceCollector
 from gantry.autoscaler.decision import Decision, Observation, Policy, Recommendation, decide
@@ -41,6 +45,7 @@ from gantry.k8s.client import matches
 from gantry.k8s.conditions import now_rfc3339, parse_time
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
+from gantry.k8s.plan import status_patch
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +155,14 @@ def handed_over(isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> bool:
     return mode is None or reported_mode == str(mode)
 
 
-def reported(autoscaling: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`status.autoscaling` without its timestamp: what a new round compares against."""
-    return {k: v for k, v in (autoscaling or {}).items() if k != "sampledAt"}
-
-
-def needs_report(isvc: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
-    """True when the round's figures or decision differ from what the status shows."""
-    current = reported((isvc.get("status") or {}).get("autoscaling"))
-    wanted = reported(patch["status"]["autoscaling"])
-    return any(current.get(k) != v for k, v in wanted.items())
+def report_patch(isvc: Mapping[str, Any], status: InferenceServiceStatus) -> dict[str, Any]:
+    """The status merge patch of a round (pure): empty when its figures and decision equal
+    what the status shows — a newer sample time alone is no reason to write."""
+    patch = status_patch(isvc.get("status") or {}, status)
+    changed = patch.get("autoscaling")
+    if isinstance(changed, Mapping) and set(changed) <= {"sampledAt"}:
+        return {}
+    return {"status": patch} if patch else {}
 
 
 def _on_decision(direction: str) -> None:
@@ -195,17 +198,24 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def status_patch(
+def autoscaling_status(
     mode: str | None,
     metrics: ServiceMetrics | None,
     *,
     sampled_at: str,
+    previous: Mapping[str, Any] | None = None,
     decision: Decision | None = None,
     current: int | None = None,
     last_scale_time: str | None = None,
-) -> dict[str, Any]:
-    """The merge patch of `status.autoscaling`, and nothing else (pure)."""
-    fields: dict[str, Any] = {"mode": mode, "sampledAt": sampled_at}
+) -> InferenceServiceStatus:
+    """A round's `status.autoscaling`, the only status field the autoscaler sets (pure).
+
+    Figures and the decision a round did not produce keep their `previous` values while
+    the mode stays the same; a new mode starts from an empty report, so nothing from the
+    old mode (its desired replicas, its last decision) lingers next to it.
+    """
+    base = dict(previous or {}) if (previous or {}).get("mode") == mode else {}
+    fields: dict[str, Any] = base | {"mode": mode, "sampledAt": sampled_at}
     if metrics is not None:
         fields.update(
             requestsPerSecond=_round(metrics.requests_per_second),
@@ -222,7 +232,7 @@ def status_patch(
         )
     if last_scale_time is not None:
         fields["lastScaleTime"] = last_scale_time
-    return {"status": {"autoscaling": fields}}
+    return InferenceServiceStatus.model_validate({"autoscaling": fields})
 
 
 @dataclass
@@ -301,22 +311,25 @@ class ServiceAutoscaler:
         autoscaling = spec.autoscaling
         mode = str(autoscaling.mode) if autoscaling else None
         sampled_at = now_rfc3339()
+        previous = (isvc.get("status") or {}).get("autoscaling")
         if autoscaling is None or autoscaling.mode != AutoscalingMode.BUILTIN:
             self.history = ()
-            patch = status_patch(mode, metrics, sampled_at=sampled_at)
+            report = autoscaling_status(mode, metrics, sampled_at=sampled_at, previous=previous)
         else:
             current, last_scale = await self._builtin(
                 isvc, Policy.from_spec(autoscaling), metrics, now, result
             )
-            patch = status_patch(
+            report = autoscaling_status(
                 mode,
                 metrics,
                 sampled_at=sampled_at,
+                previous=previous,
                 decision=result.decision,
                 current=current,
                 last_scale_time=last_scale,
             )
-        if needs_report(isvc, patch):
+        patch = report_patch(isvc, report)
+        if patch:
             await self._call(
                 self.kube.patch, *ISVC, self.name, self.namespace, patch, subresource="status"
             )

@@ -7,13 +7,12 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from gantry.api.inferenceservice import InferenceServiceSpec
+from gantry.api.inferenceservice import InferenceServiceSpec, InferenceServiceStatus
 from gantry.config import OperatorConfig
 from gantry.controller.reconcile_loop import OwnerKey
 from gantry.controller.watch_cache import INFERENCESERVICE, ClusterView, current_children
 from gantry.inferenceservice import names
-from gantry.inferenceservice.reconcile import Observed, reconcile
-from gantry.inferenceservice.status import OWNED_FIELDS
+from gantry.inferenceservice.reconcile import InferenceServicePlan, Observed, reconcile
 from gantry.k8s.children import (
     CONFLICT_CONDITION,
     ForeignObject,
@@ -28,7 +27,7 @@ from gantry.k8s.client import KubeClient
 from gantry.k8s.conditions import now_rfc3339, set_condition
 from gantry.k8s.errors import Conflict
 from gantry.k8s.events import event
-from gantry.k8s.plan import Event, Plan
+from gantry.k8s.plan import Event, status_patch, with_fields
 
 log = logging.getLogger(__name__)
 
@@ -92,41 +91,18 @@ def _create_if_absent(client: KubeClient, obj: Mapping[str, Any]) -> None:
         pass
 
 
-def replacement_patch(old: Any, new: Any) -> Any:
-    """A JSON merge patch that turns `old` into `new` (nulls delete vanished keys)."""
-    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
-        return new
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-        elif old[key] != value:
-            patch[key] = replacement_patch(old[key], value)
-    return patch
-
-
-def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    """The merge patch of the fields this reconciler owns; empty when nothing changed."""
-    mine_now = {k: current[k] for k in OWNED_FIELDS if current.get(k) is not None}
-    mine_new = {k: v for k, v in desired.items() if v is not None}
-    patch = replacement_patch(mine_now, mine_new)
-    return patch if isinstance(patch, dict) else {}
-
-
 _DELETABLE_KINDS = {"jobs": "Job", "poddisruptionbudgets": "PodDisruptionBudget"}
 
 
 def without_foreign(
-    isvc: Mapping[str, Any], plan: Plan, foreign: list[ForeignObject], now: str
-) -> Plan:
+    isvc: Mapping[str, Any], plan: InferenceServicePlan, foreign: list[ForeignObject], now: str
+) -> InferenceServicePlan:
     """The plan minus children whose names others hold; `ResourceConflict` reported."""
     taken = {(f.kind, f.name) for f in foreign}
     plan.apply = [c for c in plan.apply if (c["kind"], c["metadata"]["name"]) not in taken]
     generation = (isvc.get("metadata") or {}).get("generation")
     conditions = with_conflict_condition(
-        list(plan.status.get("conditions") or []),
+        list(plan.wire_status().get("conditions") or []),
         foreign,
         INFERENCESERVICE,
         now=now,
@@ -146,14 +122,14 @@ def without_foreign(
             now=now,
             generation=generation,
         )
-    plan.status["conditions"] = conditions
+    plan.status = with_fields(plan.status or InferenceServiceStatus(), conditions=conditions)
     return plan
 
 
 def apply_plan(
     client: KubeClient,
     isvc: Mapping[str, Any],
-    plan: Plan,
+    plan: InferenceServicePlan,
     view_of: Mapping[tuple[str, str], Mapping[str, Any] | None],
 ) -> dict[str, Any] | None:
     """Write what differs; the service as written when its status changed, else None.
@@ -194,7 +170,7 @@ def apply_plan(
 
 
 def children_view(
-    view: ClusterView, namespace: str, plan: Plan
+    view: ClusterView, namespace: str, plan: InferenceServicePlan
 ) -> dict[tuple[str, str], dict[str, Any] | None]:
     """The cached objects under the names the plan writes or deletes."""
     current = current_children(view, namespace, plan.apply)
@@ -207,7 +183,7 @@ def children_view(
 
 def plan_pass(
     view: ClusterView, isvc: Mapping[str, Any], config: OperatorConfig
-) -> tuple[Plan, dict[tuple[str, str], dict[str, Any] | None], list[ForeignObject]]:
+) -> tuple[InferenceServicePlan, dict[tuple[str, str], dict[str, Any] | None], list[ForeignObject]]:
     """Observe from the caches and compute (pure but for the cache reads)."""
     meta = isvc.get("metadata") or {}
     namespace = str(meta.get("namespace") or "default")

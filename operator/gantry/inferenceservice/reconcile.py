@@ -20,7 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gantry.api.inferenceservice import AutoscalingMode, InferenceServiceSpec
+from gantry.api.inferenceservice import (
+    AutoscalingMode,
+    InferenceServiceSpec,
+    InferenceServiceStatus,
+)
 from gantry.config import OperatorConfig
 from gantry.inferenceservice import names, status
 from gantry.inferenceservice.backend import BackendUnavailable, choose_backend
@@ -40,6 +44,9 @@ from gantry.inferenceservice.triton import (
 )
 from gantry.k8s.ownership import adopt
 from gantry.k8s.plan import ObjectRef, Plan
+
+# The InferenceService reconciler's plan; status.autoscaling belongs to the autoscaler.
+InferenceServicePlan = Plan[InferenceServiceStatus]
 
 
 @dataclass(frozen=True)
@@ -121,14 +128,14 @@ def _check_claim(model: ResolvedModel, claims: frozenset[str], namespace: str) -
 
 def reconcile(
     isvc: Mapping[str, Any], observed: Observed, config: OperatorConfig, *, now: str
-) -> Plan:
+) -> InferenceServicePlan:
     """Compute what should exist and the status to write (pure)."""
     meta = isvc.get("metadata") or {}
     service = str(meta.get("name"))
     namespace = str(meta.get("namespace") or "default")
     generation = meta.get("generation")
     previous = dict(isvc.get("status") or {})
-    plan = Plan()
+    plan = InferenceServicePlan()
     verdicts = status.Verdicts()
     report: Mapping[str, Any] | None = None
     signature: Mapping[str, Any] | None = None
@@ -164,18 +171,20 @@ def reconcile(
     conditions = status.conditions_of(
         previous.get("conditions") or [], verdicts, now=now, generation=generation
     )
-    plan.status = {
-        "observedGeneration": generation,
-        "phase": phase.value,
-        "conditions": conditions,
-        "endpoints": status.endpoints(service, namespace),
-        "replicas": view.replicas,
-        "readyReplicas": view.ready,
-        "ready": f"{view.ready}/{view.desired if view.exists else _spec_replicas(isvc)}",
-        "selector": names.selector_string(service),
-        "model": status.served_model(report, uri, signature, requested),
-        "message": status.message_of(verdicts, phase),
-    }
+    plan.status = InferenceServiceStatus.model_validate(
+        {
+            "observedGeneration": generation,
+            "phase": phase.value,
+            "conditions": conditions,
+            "endpoints": status.endpoints(service, namespace),
+            "replicas": view.replicas,
+            "readyReplicas": view.ready,
+            "ready": f"{view.ready}/{view.desired if view.exists else _spec_replicas(isvc)}",
+            "selector": names.selector_string(service),
+            "model": status.served_model(report, uri, signature, requested),
+            "message": status.message_of(verdicts, phase),
+        }
+    )
     plan.events = status.transitions(previous.get("conditions") or [], conditions)
     return plan
 
@@ -185,7 +194,7 @@ def _reconcile_model(
     spec: InferenceServiceSpec,
     observed: Observed,
     config: OperatorConfig,
-    plan: Plan,
+    plan: InferenceServicePlan,
     verdicts: status.Verdicts,
     namespace: str,
 ) -> ServedVersion | None:
@@ -273,7 +282,7 @@ def _deploy(
     served: ServedVersion,
     observed: Observed,
     config: OperatorConfig,
-    plan: Plan,
+    plan: InferenceServicePlan,
 ) -> None:
     replicas = desired_replicas(isvc, spec, observed.deployment)
     plan.apply.append(adopt(build_deployment(isvc, spec, served, replicas, config), isvc))

@@ -24,18 +24,14 @@ from gantry.api.inferenceservice import (
     AccuracyResult,
     Endpoints,
     InferenceServicePhase,
-    InferenceServiceStatus,
     ServedModel,
 )
 from gantry.api.trainingjob import ModelSignature
 from gantry.inferenceservice import names
 from gantry.k8s.conditions import get_condition, set_condition
-from gantry.k8s.plan import Event, status_fields
+from gantry.k8s.plan import Event
 
 CONDITION_TYPES = ("ModelResolved", "Optimized", "Deployed", "Ready")
-# Fields of status written by this reconciler (status.autoscaling belongs to the autoscaler,
-# status.kopf to kopf).
-OWNED_FIELDS = status_fields(InferenceServiceStatus, owned_by_others=("autoscaling", "kopf"))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def rfc3339(moment: datetime) -> str:
+    """`moment` as Kubernetes writes times: UTC, second precision, trailing Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    """The current time as Kubernetes writes it: UTC, second precision, trailing Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as Kubernetes writes it."""
+    return rfc3339(datetime.now(UTC))
 
 
 def parse_time(value: str | None) -> datetime | None:

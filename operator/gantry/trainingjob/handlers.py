@@ -35,21 +35,22 @@ from gantry.k8s.children import (
     write_child,
 )
 from gantry.k8s.client import KubeClient
+from gantry.k8s.conditions import rfc3339
 from gantry.k8s.errors import ApiError
 from gantry.k8s.events import event
-from gantry.k8s.plan import Event, Plan, status_fields
+from gantry.k8s.plan import Event, status_patch, with_fields
 from gantry.trainingjob import naming
 from gantry.trainingjob.logs import FETCH_LINES
 from gantry.trainingjob.observe import lost_worker_note
 from gantry.trainingjob.state import (
     NO_PODS_GRACE_SECONDS,
     Observed,
+    TrainingJobPlan,
     failed_pods_needing_logs,
     job_without_pods,
     next_due,
     podless_recheck_in,
     reconcile,
-    rfc3339,
     ttl_expired,
 )
 from gantry.trainingjob.workers import CONTAINER, suspend_patch
@@ -57,8 +58,6 @@ from gantry.trainingjob.workers import CONTAINER, suspend_patch
 log = logging.getLogger(__name__)
 
 GROUP, VERSION = naming.API.split("/")
-# Progress belongs to the workers (rank 0 patches it); kopf keeps its own bookkeeping.
-STATUS_KEYS = status_fields(TrainingJobStatus, owned_by_others=("progress", "kopf"))
 
 
 def observe(view: ClusterView, body: Mapping[str, Any]) -> Observed:
@@ -98,14 +97,9 @@ def fetch_creation_failure(
     return replace(observed, creation_failure=str(newest.get("message") or "FailedCreate"))
 
 
-def status_changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """The status keys whose values differ (progress is never touched)."""
-    return {k: wanted[k] for k in STATUS_KEYS if k in wanted and current.get(k) != wanted[k]}
-
-
 def without_foreign(
-    body: Mapping[str, Any], plan: Plan, foreign: list[ForeignObject], now: datetime
-) -> Plan:
+    body: Mapping[str, Any], plan: TrainingJobPlan, foreign: list[ForeignObject], now: datetime
+) -> TrainingJobPlan:
     """The plan minus children whose names others hold, with `ResourceConflict` reported."""
     taken = {(f.kind, f.name) for f in foreign}
     plan.apply = [c for c in plan.apply if (c["kind"], c["metadata"]["name"]) not in taken]
@@ -114,22 +108,23 @@ def without_foreign(
         plan.events.append(
             Event(CONFLICT_CONDITION, conflict_message(foreign, TRAININGJOB), "Warning")
         )
-    if "conditions" in plan.status or foreign:
-        conditions = list(plan.status.get("conditions") or before)
-        plan.status["conditions"] = with_conflict_condition(
-            conditions,
+    decided = plan.wire_status()
+    if "conditions" in decided or foreign:
+        conditions = with_conflict_condition(
+            list(decided.get("conditions") or before),
             foreign,
             TRAININGJOB,
             now=rfc3339(now),
             generation=(body.get("metadata") or {}).get("generation"),
         )
+        plan.status = with_fields(plan.status or TrainingJobStatus(), conditions=conditions)
     return plan
 
 
 def apply_plan(
     client: KubeClient,
     body: Mapping[str, Any],
-    plan: Plan,
+    plan: TrainingJobPlan,
     observed: Observed,
     current: Mapping[tuple[str, str], Mapping[str, Any] | None],
     foreign: list[ForeignObject],
@@ -141,7 +136,7 @@ def apply_plan(
     # Status first: `attempts` must name the new attempt before the old one is deleted or
     # the new one created, so a failure half-way never makes an attempt run twice. The
     # resourceVersion makes the write fail (409) if the job changed since it was read.
-    changes = status_changes(body.get("status") or {}, plan.status)
+    changes = status_patch(body.get("status") or {}, plan.status)
     if changes:
         written = client.patch(
             naming.API,

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from gantry.api.common import ALLOWED_VOLUME_SOURCES_CONTEXT
 from gantry.api.trainingjob import TrainingJobPhase as Phase
-from gantry.api.trainingjob import TrainingJobSpec
+from gantry.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from gantry.config import OperatorConfig
-from gantry.k8s.conditions import get_condition, parse_time, set_condition
+from gantry.k8s.conditions import get_condition, parse_time, rfc3339, set_condition
 from gantry.k8s.ownership import adopt
 from gantry.k8s.plan import Event, ObjectRef, Plan
 from gantry.k8s.pods import is_deleted, phase_of, stuck_pod, unschedulable_message
@@ -54,6 +54,8 @@ from gantry.trainingjob.workers import UnsupportedSpec, output_dir, worker_job
 Obj = Mapping[str, Any]
 MAX_MESSAGE = 8000
 TERMINAL = (Phase.SUCCEEDED.value, Phase.FAILED.value)
+
+TrainingJobPlan = Plan[TrainingJobStatus]
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,6 @@ def job_without_pods(observed: Observed, body: Obj, now: datetime) -> tuple[str,
         return None
     created = parse_time(job["metadata"].get("creationTimestamp"))
     return name, (now - created).total_seconds() if created is not None else 0.0
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def failed_pods_needing_logs(body: Obj, observed: Observed) -> list[str]:
@@ -154,7 +152,7 @@ class _Builder:
         self.conditions: list[dict[str, Any]] = [
             dict(c) for c in self.previous.get("conditions") or []
         ]
-        self.plan = Plan()
+        self.plan = TrainingJobPlan()
         self.status: dict[str, Any] = {
             key: self.previous[key]
             for key in ("attempts", "startTime", "completionTime", "model", "workers")
@@ -176,13 +174,13 @@ class _Builder:
     def event(self, reason: str, message: str, type_: str = "Normal") -> None:
         self.plan.events.append(Event(reason, message, type_))
 
-    def finish(self, phase: Phase, message: str) -> Plan:
+    def finish(self, phase: Phase, message: str) -> TrainingJobPlan:
         if self.previous.get("phase") != phase.value:
             self._transition_event(phase, message)
         self.status["phase"] = phase.value
         self.status["message"] = message[:MAX_MESSAGE]
         self.status["conditions"] = self.conditions
-        self.plan.status = self.status
+        self.plan.status = TrainingJobStatus.model_validate(self.status)
         return self.plan
 
     def _transition_event(self, phase: Phase, message: str) -> None:
@@ -200,7 +198,7 @@ class _Builder:
         elif phase == Phase.RESTARTING and before != Phase.RESTARTING.value:
             self.event("Restarting", message, "Warning")
 
-    def fail(self, reason: str, message: str) -> Plan:
+    def fail(self, reason: str, message: str) -> TrainingJobPlan:
         self.condition("Failed", True, reason, message)
         self.condition("Running", False, reason, message)
         self.status.setdefault("completionTime", self.now)
@@ -273,7 +271,7 @@ def reconcile(
     config: OperatorConfig,
     *,
     now: datetime,
-) -> Plan:
+) -> TrainingJobPlan:
     """Compute the children, deletions, status and events for one TrainingJob.
 
     The phases below run in order; the first that decides the job's state ends the pass.
@@ -310,10 +308,10 @@ def reconcile(
     )
 
 
-def _finished(build: _Builder, observed: Observed) -> Plan:
+def _finished(build: _Builder, observed: Observed) -> TrainingJobPlan:
     """Succeeded or Failed: nothing changes any more, but a failed job's workers stop."""
     build.status["phase"] = build.previous["phase"]
-    build.plan.status = build.status
+    build.plan.status = TrainingJobStatus.model_validate(build.status)
     if build.previous["phase"] == Phase.FAILED.value:
         build.plan.delete = [
             ObjectRef.job(str(j["metadata"]["name"]))
@@ -324,7 +322,9 @@ def _finished(build: _Builder, observed: Observed) -> Plan:
     return build.plan
 
 
-def _valid_spec(build: _Builder, body: Obj, config: OperatorConfig) -> TrainingJobSpec | Plan:
+def _valid_spec(
+    build: _Builder, body: Obj, config: OperatorConfig
+) -> TrainingJobSpec | TrainingJobPlan:
     """The spec, or a Failed plan saying why it cannot run."""
     try:
         spec = TrainingJobSpec.model_validate(
@@ -340,7 +340,7 @@ def _valid_spec(build: _Builder, body: Obj, config: OperatorConfig) -> TrainingJ
     return spec
 
 
-def _suspended(build: _Builder, run: _Run) -> Plan | None:
+def _suspended(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """Suspension: no pods; the current attempt's Job (if any) is suspended, not deleted."""
     if run.spec.suspend:
         if run.current_job is not None:
@@ -358,7 +358,7 @@ def _suspended(build: _Builder, run: _Run) -> Plan | None:
     return None
 
 
-def _first_attempt(build: _Builder, run: _Run) -> Plan | None:
+def _first_attempt(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     if run.attempt != 0:
         return None
     workers = run.spec.workers
@@ -371,7 +371,7 @@ def _first_attempt(build: _Builder, run: _Run) -> Plan | None:
     return build.finish(Phase.PENDING, f"attempt 1: starting {workers} worker(s)")
 
 
-def _deadline_exceeded(build: _Builder, run: _Run) -> Plan | None:
+def _deadline_exceeded(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """The deadline covers the whole job, every attempt included."""
     started = parse_time(build.status.get("startTime"))
     deadline = run.spec.active_deadline_seconds
@@ -383,7 +383,7 @@ def _deadline_exceeded(build: _Builder, run: _Run) -> Plan | None:
     return build.fail("DeadlineExceeded", message)
 
 
-def _previous_attempt_stopping(build: _Builder, run: _Run) -> Plan | None:
+def _previous_attempt_stopping(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """An older attempt's pods must be gone before the next attempt's pods start."""
     lingering = [p for p in run.observed.pods if attempt_of(p) != run.attempt and is_alive(p)]
     if not lingering:
@@ -396,7 +396,7 @@ def _previous_attempt_stopping(build: _Builder, run: _Run) -> Plan | None:
     )
 
 
-def _current_attempt(build: _Builder, run: _Run) -> Plan:
+def _current_attempt(build: _Builder, run: _Run) -> TrainingJobPlan:
     """The attempt's Job exists: it failed, finished, is stuck, unschedulable or running."""
     build.plan.apply.append(run.job_for(run.attempt))
     pods = run.pods
@@ -425,7 +425,7 @@ def _current_attempt(build: _Builder, run: _Run) -> Plan:
     )
 
 
-def _attempt_failed(build: _Builder, run: _Run) -> Plan | None:
+def _attempt_failed(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """A worker failed: restart every worker in a new attempt, or fail past the limit."""
     suspended = get_condition(build.conditions, "Suspended")
     resumed_at = str(suspended.get("lastTransitionTime")) if suspended else None
@@ -443,7 +443,7 @@ def _attempt_failed(build: _Builder, run: _Run) -> Plan | None:
     return build.fail("BackoffLimitExceeded", message)
 
 
-def _pods_not_created(build: _Builder, run: _Run) -> Plan | None:
+def _pods_not_created(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """The Job controller cannot create the workers: say why (quota, admission)."""
     failure = run.observed.creation_failure
     if failure is None or run.pods:
@@ -460,7 +460,7 @@ def _waiting_phase(run: _Run) -> Phase:
     return Phase.RESTARTING if run.attempt > 1 else Phase.PENDING
 
 
-def _workers_stuck(build: _Builder, run: _Run) -> Plan | None:
+def _workers_stuck(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     """A worker that cannot start (image pull, config error) is named with its reason."""
     stuck = stuck_pod(run.pods)
     if stuck is None:
@@ -474,7 +474,7 @@ def _workers_stuck(build: _Builder, run: _Run) -> Plan | None:
     return build.finish(_waiting_phase(run), message)
 
 
-def _workers_unschedulable(build: _Builder, run: _Run) -> Plan | None:
+def _workers_unschedulable(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     unschedulable = unschedulable_message(run.pods)
     if unschedulable is None:
         return None
@@ -489,7 +489,7 @@ def _workers_unschedulable(build: _Builder, run: _Run) -> Plan | None:
     )
 
 
-def _running_or_starting(build: _Builder, run: _Run, running: int) -> Plan:
+def _running_or_starting(build: _Builder, run: _Run, running: int) -> TrainingJobPlan:
     pods, attempt = run.pods, run.attempt
     if pods and all((p.get("spec") or {}).get("nodeName") for p in pods):
         build.condition("Scheduled", True, "Scheduled", "every worker is placed on a node")
@@ -509,7 +509,7 @@ def _condition_reason(conditions: Sequence[Obj], type_: str) -> str | None:
     return None
 
 
-def _succeed(build: _Builder, spec: TrainingJobSpec, succeeded: Sequence[Obj]) -> Plan:
+def _succeed(build: _Builder, spec: TrainingJobSpec, succeeded: Sequence[Obj]) -> TrainingJobPlan:
     rank0 = next((p for p in succeeded if worker_index(p) == 0), None)
     model = None
     if spec.output is not None and rank0 is not None:

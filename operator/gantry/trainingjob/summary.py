@@ -14,6 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from gantry.api.trainingjob import ExportedModel
+
 MAX_SUMMARY_BYTES = 4000
 
 # Runs inside the worker image with only the standard library:
@@ -72,7 +76,13 @@ def _format_of(file_name: str) -> str | None:
 
 
 def parse_summary(message: str | None, uri: str) -> dict[str, Any] | None:
-    """status.model (camelCase) from a termination message; None if it holds no summary."""
+    """status.model (camelCase) from a termination message; None if it holds no summary.
+
+    The message is written by the user's container, so it is validated against the
+    status model: a signature that does not fit it (a tensor without a dtype, …) is
+    dropped — the optimizer reads the signature from the model file instead — rather
+    than making every status write of the job fail.
+    """
     if not message:
         return None
     try:
@@ -101,4 +111,8 @@ def parse_summary(message: str | None, uri: str) -> dict[str, Any] | None:
             "outputs": list(signature.get("outputs") or []),
             "labels": list(signature.get("labels") or []),
         }
+    try:
+        ExportedModel.model_validate(model)
+    except ValidationError:
+        model.pop("signature", None)
     return model
