@@ -411,6 +411,8 @@ def test_deployment_command_ports_probes_and_security() -> None:
     (stage,) = pod["initContainers"]
     assert "/gantry/models/repos/digits/digits" in stage["command"][2]
     assert '"$src/3"' in stage["command"][2]
+    # A namespace ResourceQuota refuses a pod with any container that names no requests.
+    assert stage["resources"] == triton["resources"]
 
 
 def test_gpu_service_gets_gpu_limits_and_metrics() -> None:
@@ -418,6 +420,8 @@ def test_gpu_service_gets_gpu_limits_and_metrics() -> None:
     pod = dep["spec"]["template"]["spec"]
     triton = pod["containers"][0]
     assert triton["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    (stage,) = pod["initContainers"]
+    assert "nvidia.com/gpu" not in stage["resources"].get("limits", {}), "copying needs no GPU"
     assert "--allow-gpu-metrics=true" in triton["args"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
     assert triton["image"] == GPU_CLUSTER.triton_image

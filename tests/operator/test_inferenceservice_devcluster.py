@@ -605,3 +605,68 @@ def test_a_plain_torch_onnx_export_from_a_trainingjob_is_served(
     assert result.shape[-1] == 10
     kube.delete(API, ISVC, "plain", NS)
     kube.delete(API, "trainingjobs", "plain", NS)
+
+
+def test_a_namespace_quota_serves_what_fits_and_explains_what_does_not(
+    cluster: DevCluster, kube: KubeClient
+) -> None:
+    """Under a ResourceQuota on requests.memory every container of a pod must name its
+    requests: a service that fits is served; one whose Triton pods the quota refuses says
+    so in Ready and Deployed (QuotaExceeded), not a bare "0/1 replica(s) ready"."""
+    ns = "capped-serving"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "serving-cap", "namespace": ns},
+            "spec": {"hard": {"requests.memory": "1536Mi"}},
+        }
+    )
+    kube.create(claim_manifest("exports", ns, access_mode="ReadWriteMany"))
+    export_digits_shaped_model(cluster.state_dir / "pvc" / ns / "exports" / "digits", seed=3)
+
+    def create(name: str, memory: str) -> None:
+        body = service(name, "pvc://exports/digits", resources={"requests": {"memory": memory}})
+        body["metadata"]["namespace"] = ns
+        kube.create(body)
+
+    def status(name: str) -> dict[str, Any]:
+        return (kube.get(API, ISVC, name, ns) or {}).get("status") or {}
+
+    def state() -> str:
+        found = [
+            f"{kind} {obj['metadata']['name']}: {obj.get('status')}"
+            for kind, api, plural in (
+                ("InferenceService", API, ISVC),
+                ("Deployment", "apps/v1", "deployments"),
+                ("Pod", "v1", "pods"),
+                ("ResourceQuota", "v1", "resourcequotas"),
+            )
+            for obj in kube.list(api, plural, ns)
+        ]
+        events = [
+            f"Event {e.get('reason')}: {e.get('message')}" for e in kube.list("v1", "events", ns)
+        ]
+        return "\n".join(found + events)
+
+    create("fits", "512Mi")
+    wait_for(lambda: status("fits").get("phase") == "Ready", 240, "fits Ready", on_timeout=state)
+
+    create("capped", "2Gi")  # more than the quota has left
+
+    def refused() -> dict[str, Any] | None:
+        by_type = {c["type"]: c for c in status("capped").get("conditions") or []}
+        ready = by_type.get("Ready") or {}
+        return by_type if ready.get("reason") == "QuotaExceeded" else None
+
+    by_type = wait_for(refused, 240, "capped Ready=False QuotaExceeded", on_timeout=state)
+    assert status("capped")["phase"] == "Deploying"
+    assert by_type["Optimized"]["status"] == "True", "the optimize pod fits the quota"
+    assert "exceeded quota: serving-cap" in by_type["Ready"]["message"]
+    assert by_type["Deployed"]["reason"] == "QuotaExceeded"
+    events = kube.list("v1", "events", ns, field_selector="involvedObject.name=capped")
+    assert any(e.get("reason") == "QuotaExceeded" for e in events)
+    assert status("fits")["phase"] == "Ready", "the service that fits keeps serving"
+    for name in ("fits", "capped"):
+        kube.delete(API, ISVC, name, ns)

@@ -458,6 +458,43 @@ def test_crash_looping_triton_pods_are_explained() -> None:
     assert "digits-triton-abc container triton: CrashLoopBackOff, last exit code 127" in ready[2]
 
 
+QUOTA = (
+    'pods "digits-triton-6c9-x2" is forbidden: exceeded quota: serving-cap, requested: '
+    "requests.memory=2Gi, used: requests.memory=0, limited: requests.memory=1Gi"
+)
+
+
+def _replica_failure(dep: dict[str, Any], message: str) -> dict[str, Any]:
+    failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate"}
+    dep["status"]["conditions"] = [failure | {"message": message}]
+    return dep
+
+
+def test_triton_pods_a_quota_refuses_are_explained() -> None:
+    """No pod can be created: Ready and Deployed say why, not just 0/1 ready."""
+    plan, observed = succeeded_pass()
+    dep = _replica_failure(deployment_status(plan.apply[0], replicas=0, ready=0, updated=0), QUOTA)
+    stuck = reconcile(isvc(), Observed(**{**observed.__dict__, "deployment": dep}), DEV, now="T")
+    assert stuck.wire_status()["phase"] == "Deploying"
+    ready, deployed = conditions(stuck)["Ready"], conditions(stuck)["Deployed"]
+    assert ready[:2] == ("False", "QuotaExceeded") and "exceeded quota: serving-cap" in ready[2]
+    assert deployed[:2] == ("False", "QuotaExceeded") and "0/1 Triton pod(s) exist" in deployed[2]
+    assert "QuotaExceeded" in {e.reason for e in stuck.events}
+
+
+def test_a_scale_up_an_admission_refuses_keeps_serving_and_says_why() -> None:
+    plan, observed = succeeded_pass()
+    dep = deployment_status(plan.apply[0], replicas=1, ready=1, updated=1)
+    dep["spec"]["replicas"] = 3
+    refused = 'pods "digits-triton-6c9-x3" is forbidden: violates PodSecurity "restricted"'
+    dep = _replica_failure(dep, refused)
+    partial = reconcile(isvc(), Observed(**{**observed.__dict__, "deployment": dep}), DEV, now="T")
+    assert conditions(partial)["Ready"][:2] == ("True", "Serving")
+    deployed = conditions(partial)["Deployed"]
+    assert deployed[:2] == ("False", "FailedCreate") and "1/3 Triton pod(s) exist" in deployed[2]
+    assert "PodSecurity" in deployed[2]
+
+
 def test_unresolved_model_leaves_the_serving_deployment_alone() -> None:
     plan, _ = succeeded_pass()
     dep = deployment_status(plan.apply[0], replicas=1, ready=1, updated=1)

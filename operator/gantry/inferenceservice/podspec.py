@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gantry.api.common import ResourceRequirements
@@ -30,3 +31,16 @@ def serving_resources(
     if GPU_RESOURCE in requests and GPU_RESOURCE not in limits:
         limits[GPU_RESOURCE] = requests[GPU_RESOURCE]
     return resource_requirements(requests, limits)
+
+
+def without_gpus(resources: Mapping[str, Any]) -> dict[str, Any]:
+    """`resources` minus GPUs, for an init container that only copies files.
+
+    It still names the cpu and memory of the main container: a namespace ResourceQuota on
+    requests or limits refuses a pod with any container that names none, and an init
+    container no larger than the main one does not raise the pod's effective request.
+    """
+    return resource_requirements(
+        {k: v for k, v in (resources.get("requests") or {}).items() if k != GPU_RESOURCE},
+        {k: v for k, v in (resources.get("limits") or {}).items() if k != GPU_RESOURCE},
+    )

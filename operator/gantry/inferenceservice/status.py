@@ -30,6 +30,7 @@ from gantry.api.trainingjob import ModelSignature
 from gantry.inferenceservice import names
 from gantry.k8s.conditions import get_condition, set_condition
 from gantry.k8s.plan import Event
+from gantry.k8s.pods import creation_failure_reason
 
 CONDITION_TYPES = ("ModelResolved", "Optimized", "Deployed", "Ready")
 
@@ -65,6 +66,15 @@ class DeploymentView:
     updated: int = 0
     current_template: bool = False  # runs the template (model version) we want
     observed: bool = False  # the Deployment controller saw its latest generation
+    # Why its ReplicaSet cannot create pods (ReplicaFailure: quota, admission), if it cannot.
+    create_failure: str | None = None
+
+
+def _replica_failure(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "FailedCreate")
+    return None
 
 
 def view_deployment(deployment: Mapping[str, Any] | None, wanted_job: str | None) -> DeploymentView:
@@ -84,6 +94,7 @@ def view_deployment(deployment: Mapping[str, Any] | None, wanted_job: str | None
         updated=int(status.get("updatedReplicas") or 0),
         current_template=wanted_job is None or running_job == wanted_job,
         observed=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
+        create_failure=_replica_failure(status),
     )
 
 
@@ -123,8 +134,16 @@ def deployment_verdicts(
         and view.updated >= view.desired
         and view.replicas == view.desired
     )
+    failure = view.create_failure
     if rolled_out:
         verdicts.set("Deployed", "True", "RolledOut", f"{view.desired} replica(s) run the model")
+    elif failure is not None:
+        verdicts.set(
+            "Deployed",
+            "False",
+            creation_failure_reason(failure),
+            f"{view.replicas}/{view.desired} Triton pod(s) exist; cannot create more: {failure}",
+        )
     else:
         verdicts.set(
             "Deployed",
@@ -136,6 +155,13 @@ def deployment_verdicts(
         verdicts.set("Ready", "False", "ScaledToZero", "scaled to zero replicas")
     elif view.ready > 0:
         verdicts.set("Ready", "True", "Serving", f"{view.ready}/{view.desired} replica(s) ready")
+    elif failure is not None and not pods:
+        verdicts.set(
+            "Ready",
+            "False",
+            creation_failure_reason(failure),
+            f"0/{view.desired} replica(s) ready: cannot create Triton pods: {failure}",
+        )
     else:
         problems = pod_problems(pods)
         detail = f": {problems}" if problems else ""

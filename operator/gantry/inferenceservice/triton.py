@@ -28,7 +28,7 @@ from typing import Any
 from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.config import OperatorConfig
 from gantry.inferenceservice import names
-from gantry.inferenceservice.podspec import serving_resources
+from gantry.inferenceservice.podspec import serving_resources, without_gpus
 from gantry.k8s.security import (
     container_security_context,
     pod_security_context,
@@ -169,6 +169,7 @@ def pod_template(
     service: str, spec: InferenceServiceSpec, served: ServedVersion, config: OperatorConfig
 ) -> dict[str, Any]:
     image = spec.triton.image or config.triton_image
+    resources = serving_resources(spec.resources, config.triton_resources)
     container = {
         "name": CONTAINER,
         "image": image,
@@ -188,7 +189,7 @@ def pod_template(
         "readinessProbe": _probe("/v2/health/ready", 2, 2, 2),
         "livenessProbe": _probe("/v2/health/live", 10, 3, 5),
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(prestop_seconds(config))]}}},
-        "resources": serving_resources(spec.resources, config.triton_resources),
+        "resources": resources,
         "volumeMounts": [
             {"name": "model-repository", "mountPath": names.TRITON_REPOSITORY, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -200,6 +201,7 @@ def pod_template(
         "name": STAGE_CONTAINER,
         "image": image,
         "command": ["sh", "-c", stage_script(service, served.version)],
+        "resources": without_gpus(resources),
         "volumeMounts": [
             {"name": "models", "mountPath": names.MODELS_MOUNT, "readOnly": True},
             {"name": "model-repository", "mountPath": names.TRITON_REPOSITORY},

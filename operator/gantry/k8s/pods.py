@@ -19,6 +19,12 @@ def is_deleted(pod: Obj) -> bool:
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
+def creation_failure_reason(failure: str) -> str:
+    """The reason for pods a controller cannot create: QuotaExceeded when a ResourceQuota
+    refused them, else FailedCreate (admission, PodSecurity, a taken name, …)."""
+    return "QuotaExceeded" if "exceeded quota" in failure else "FailedCreate"
+
+
 def unschedulable_message(pods: Sequence[Obj]) -> str | None:
     """The scheduler's message for the first pod it could not place, if any."""
     for pod in pods:

@@ -35,7 +35,13 @@ from gantry.config import OperatorConfig
 from gantry.k8s.conditions import get_condition, parse_time, rfc3339, set_condition
 from gantry.k8s.ownership import adopt
 from gantry.k8s.plan import Event, ObjectRef, Plan
-from gantry.k8s.pods import is_deleted, phase_of, stuck_pod, unschedulable_message
+from gantry.k8s.pods import (
+    creation_failure_reason,
+    is_deleted,
+    phase_of,
+    stuck_pod,
+    unschedulable_message,
+)
 from gantry.trainingjob import naming
 from gantry.trainingjob.children import trainer_rbac, workers_service
 from gantry.trainingjob.logs import worker_log_tail
@@ -448,7 +454,7 @@ def _pods_not_created(build: _Builder, run: _Run) -> TrainingJobPlan | None:
     failure = run.observed.creation_failure
     if failure is None or run.pods:
         return None
-    reason = "QuotaExceeded" if "exceeded quota" in failure else "FailedCreate"
+    reason = creation_failure_reason(failure)
     message = f"attempt {run.attempt}: the worker pods cannot be created: {failure}"
     if _condition_reason(build.conditions, "Running") != reason:
         build.event(reason, message, "Warning")
