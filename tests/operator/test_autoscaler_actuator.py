@@ -373,12 +373,52 @@ async def test_a_restarted_operator_remembers_its_last_scale_up() -> None:
     assert "become Ready" in result.decision.reason
     assert kube.objects[("deployments", "ml", "digits-triton")]["spec"]["replicas"] == 4
     # pure: nothing written, garbage, or a time in the future leaves no memory
-    assert remembered_scale_at({"status": {}}, 1.0, wall) is None
-    assert (
-        remembered_scale_at({"status": {"autoscaling": {"lastScaleTime": "x"}}}, 1.0, wall) is None
-    )
+    assert remembered_scale_at({"status": {}}, {}, 1.0, wall) is None
+    garbage = {"status": {"autoscaling": {"lastScaleTime": "x"}}}
+    assert remembered_scale_at(garbage, {}, 1.0, wall) is None
     future = (wall + timedelta(seconds=5)).isoformat()
-    assert (
-        remembered_scale_at({"status": {"autoscaling": {"lastScaleTime": future}}}, 1.0, wall)
-        is None
+    ahead = {"status": {"autoscaling": {"lastScaleTime": future}}}
+    assert remembered_scale_at(ahead, {}, 1.0, wall) is None
+
+
+async def test_a_kill_between_scaling_and_the_status_write_is_remembered_too() -> None:
+    """The scale time travels with the replicas (a Deployment annotation in the same
+    patch): an operator killed before it wrote status.autoscaling still leaves it."""
+    from datetime import UTC, datetime
+
+    from gantry.autoscaler.actuator import LAST_SCALE_ANNOTATION
+
+    wall = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
+    kube, pods, clock = FakeKube(), FakePods(), [100.0]
+    kube.put("inferenceservices", isvc({**BUILTIN, "maxReplicas": 8}))  # no lastScaleTime
+    set_pods(kube, 4, 1)
+    deployment = kube.objects[("deployments", "ml", "digits-triton")]
+    deployment["metadata"]["annotations"] = {LAST_SCALE_ANNOTATION: "2026-11-30T11:59:58Z"}
+    scaler = ServiceAutoscaler(
+        kube, "digits", "ml", scraper=pods.scrape, clock=lambda: clock[0], wall_clock=lambda: wall
     )
+    await scaler.run_round()
+    assert scaler.last_scale_at == 98.0
+    clock[0] = 105.0
+    pods.serve("pod-0", 500, 150)
+    result = await scaler.run_round()
+    assert result.decision is not None and "become Ready" in result.decision.reason
+    assert deployment["spec"]["replicas"] == 4
+
+
+async def test_scaling_writes_its_time_with_the_replicas() -> None:
+    from gantry.autoscaler.actuator import LAST_SCALE_ANNOTATION
+
+    kube, pods, clock = FakeKube(), FakePods(), [100.0]
+    kube.put("inferenceservices", isvc({**BUILTIN, "maxReplicas": 8}))
+    set_pods(kube, 1, 1)
+    scaler = ServiceAutoscaler(kube, "digits", "ml", scraper=pods.scrape, clock=lambda: clock[0])
+    for step in range(6):
+        clock[0] = 100.0 + step
+        pods.serve("pod-0", 500, 150)
+        await scaler.run_round()
+    patches = [p for p in kube.patches if p[0] == "deployments"]
+    assert patches, "the overloaded service was scaled"
+    body = patches[0][3]
+    assert body["spec"]["replicas"] > 1
+    assert LAST_SCALE_ANNOTATION in body["metadata"]["annotations"]

@@ -53,6 +53,8 @@ ISVC = ("gantry.dev/v1alpha1", "inferenceservices")
 DEPLOYMENT = ("apps/v1", "deployments")
 PODS = ("v1", "pods")
 OBJECTS_RESYNC_SECONDS = 60.0
+# When the autoscaler last changed the Deployment's replicas, written with them.
+LAST_SCALE_ANNOTATION = "gantry.dev/last-scale-time"
 
 
 class Kube(Protocol):
@@ -182,15 +184,26 @@ def _on_scrape_failures(count: int) -> None:
         record_scrape_failure()
 
 
-def remembered_scale_at(isvc: Mapping[str, Any], now: float, wall_now: datetime) -> float | None:
-    """The last scale time a previous operator wrote to `status.autoscaling`, on this
-    process's monotonic clock (pure), so that a restart keeps the "wait until the new
-    replicas are Ready" guard and the step limits instead of starting with no memory."""
-    written = ((isvc.get("status") or {}).get("autoscaling") or {}).get("lastScaleTime")
-    at = parse_time(written) if isinstance(written, str) else None
-    if at is None:
+def remembered_scale_at(
+    isvc: Mapping[str, Any], deployment: Mapping[str, Any], now: float, wall_now: datetime
+) -> float | None:
+    """The last scale time a previous operator left, on this process's monotonic clock
+    (pure), so that a restart keeps the "wait until the new replicas are Ready" guard and
+    the step limits instead of starting with no memory.
+
+    The Deployment's annotation is written in the same patch as its replicas, so a process
+    killed right after scaling (before `status.autoscaling.lastScaleTime`) leaves it too;
+    the later of the two counts.
+    """
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    written = (
+        ((isvc.get("status") or {}).get("autoscaling") or {}).get("lastScaleTime"),
+        annotations.get(LAST_SCALE_ANNOTATION),
+    )
+    times = [at for w in written if isinstance(w, str) and (at := parse_time(w)) is not None]
+    if not times:
         return None
-    age = (wall_now - at).total_seconds()
+    age = (wall_now - max(times)).total_seconds()
     return now - age if age >= 0 else None
 
 
@@ -274,7 +287,7 @@ class ServiceAutoscaler:
         self.collector = ServiceCollector()
         self.history: tuple[Recommendation, ...] = ()
         self.last_scale_at: float | None = None
-        self._remembered = False  # seeded from status.autoscaling after a restart
+        self._remembered = False  # seeded from the last scale time left after a restart
         self._objects_synced: tuple[int | None, float] | None = None
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -290,9 +303,6 @@ class ServiceAutoscaler:
         except ValidationError as err:  # the InferenceService reconciler reports it
             log.debug("%s/%s: invalid spec, not autoscaling: %s", self.namespace, self.name, err)
             return RoundResult()
-        if not self._remembered:
-            self._remembered = True
-            self.last_scale_at = remembered_scale_at(isvc, self.clock(), self.wall_clock())
         await self._sync_objects(isvc, spec)
 
         targets = ready_targets(await self.reads.pods())
@@ -347,6 +357,11 @@ class ServiceAutoscaler:
         deployment = await self.reads.deployment()
         if deployment is None:  # not created yet by the InferenceService reconciler
             return None, None
+        if not self._remembered:
+            self._remembered = True
+            self.last_scale_at = remembered_scale_at(
+                isvc, deployment, self.clock(), self.wall_clock()
+            )
         spec_replicas = (deployment.get("spec") or {}).get("replicas")
         current = int(spec_replicas) if spec_replicas is not None else 1
         observation = Observation(
@@ -362,19 +377,23 @@ class ServiceAutoscaler:
         _on_decision(decision.direction)
         if decision.replicas == current:
             return current, None
+        scaled_at = now_rfc3339()
         await self._call(
             self.kube.patch,
             *DEPLOYMENT,
             deployment_name(self.name),
             self.namespace,
-            {"spec": {"replicas": decision.replicas}},
+            {
+                "metadata": {"annotations": {LAST_SCALE_ANNOTATION: scaled_at}},
+                "spec": {"replicas": decision.replicas},
+            },
         )
         result.scaled_to = decision.replicas
         self.last_scale_at = now
         reason = "ScaledUp" if decision.replicas > current else "ScaledDown"
         log.info("%s/%s: %s: %s", self.namespace, self.name, reason, decision.reason)
         await self._call(event, self.kube, isvc, reason, decision.reason)
-        return current, now_rfc3339()
+        return current, scaled_at
 
     async def _sync_objects(self, isvc: Mapping[str, Any], spec: InferenceServiceSpec) -> None:
         """Create/update this mode's HPA or ScaledObject; delete the other modes' (owned) ones.
