@@ -37,13 +37,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
         yield dev
 
 
-@pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Iterator[KubeClient]:
-    client = KubeClient.for_kubeconfig(cluster.kubeconfig)
-    yield client
-    client.close()
-
-
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == type_), {})

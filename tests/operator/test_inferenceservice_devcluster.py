@@ -63,13 +63,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
 
 
 @pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Iterator[KubeClient]:
-    client = KubeClient.for_kubeconfig(cluster.kubeconfig)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def exports(cluster: DevCluster, kube: KubeClient) -> Path:
     """The `exports` claim with models v1 and v2 and a corrupt one."""
     kube.create(claim_manifest("exports", NS, access_mode="ReadWriteMany"))

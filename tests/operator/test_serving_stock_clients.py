@@ -58,13 +58,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
 
 
 @pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Iterator[KubeClient]:
-    client = KubeClient.for_kubeconfig(cluster.kubeconfig)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def clients(cluster: DevCluster, kube: KubeClient, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The service at one replica, v1, with three stock clients sending to it."""
     kube.create(claim_manifest("exports", NS, access_mode="ReadWriteMany"))
