@@ -305,6 +305,15 @@ def converged(kube: KubeClient) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return None
 
 
+def wait_converged(
+    cluster: DevCluster, kube: KubeClient, ledger: Ledger, what: str, timeout: float = 600
+) -> None:
+    """Poll until the story reaches its end state; the cluster's view if it never does."""
+    wait_for(
+        lambda: converged(kube), timeout, what, every=1, on_timeout=view(cluster, kube, ledger)
+    )
+
+
 def view(cluster: DevCluster, kube: KubeClient, ledger: Ledger | None = None) -> Callable[[], str]:
     """What a timed-out wait shows: both objects, the namespace's pods, the operator log."""
 

@@ -23,13 +23,13 @@ from tests.chaos.chaos_testkit import (
     TJ,
     HealthSampler,
     check_end_state,
-    converged,
     create_story,
     operator_pod_ip,
     operator_restarts,
     report,
     story_cluster,
     view,
+    wait_converged,
     wait_mid_training,
 )
 from tests.conftest import wait_for
@@ -89,13 +89,7 @@ def test_apiserver_frozen_for_a_minute_mid_story(tmp_path: Path) -> None:
                 on_timeout=view(cluster, kube, ledger),
             )
             reconciled = time.monotonic() - started
-            wait_for(
-                lambda: converged(kube),
-                600,
-                "the story to converge after the thaw",
-                every=1,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_converged(cluster, kube, ledger, "the story to converge after the thaw")
             done = time.monotonic() - started
         finally:
             sampler.stop()

@@ -17,14 +17,13 @@ import pytest
 from tests.chaos.chaos_testkit import (
     HealthSampler,
     check_end_state,
-    converged,
     create_story,
     healthz,
     on_cluster_loop,
     operator_pod_ip,
     report,
     story_cluster,
-    view,
+    wait_converged,
     wait_mid_training,
 )
 from tests.conftest import wait_for
@@ -126,13 +125,7 @@ def test_apiserver_down_and_etcd_restarted_mid_story(tmp_path: Path) -> None:
             etcd_at = time.monotonic() - started
             on_cluster_loop(cluster, cp.restart_component("etcd"), 180)
             etcd_back = time.monotonic() - started
-            wait_for(
-                lambda: converged(kube),
-                600,
-                "the story to converge after the outage",
-                every=1,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_converged(cluster, kube, ledger, "the story to converge after the outage")
             done = time.monotonic() - started
         finally:
             sampler.stop()

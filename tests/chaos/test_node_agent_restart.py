@@ -24,14 +24,12 @@ from tests.chaos.chaos_testkit import (
     NS,
     TJ,
     check_end_state,
-    converged,
     create_story,
     report,
     story_cluster,
-    view,
+    wait_converged,
     wait_mid_training,
 )
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -80,13 +78,7 @@ def test_node_agent_restarted_mid_training(tmp_path: Path) -> None:
             restart_at = time.monotonic() - started
             cluster.run_on_loop(cluster.restart_agent(), 180)
             restarted = time.monotonic() - started
-            wait_for(
-                lambda: converged(kube),
-                600,
-                "the story to converge after the restart",
-                every=1,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_converged(cluster, kube, ledger, "the story to converge after the restart")
             done = time.monotonic() - started
         finally:
             stop.set()

@@ -19,7 +19,6 @@ import pytest
 
 from tests.chaos.chaos_testkit import (
     check_end_state,
-    converged,
     create_story,
     healthz,
     kill,
@@ -28,7 +27,7 @@ from tests.chaos.chaos_testkit import (
     operator_restarts,
     report,
     story_cluster,
-    view,
+    wait_converged,
 )
 from tests.conftest import wait_for
 
@@ -65,13 +64,7 @@ def test_operator_killed_repeatedly_during_train_and_serve(tmp_path: Path) -> No
         create_story(kube)
         thread.start()
         try:
-            wait_for(
-                lambda: converged(kube),
-                900,
-                "the story to converge under kills",
-                every=1,
-                on_timeout=view(cluster, kube, ledger),
-            )
+            wait_converged(cluster, kube, ledger, "the story to converge under kills", timeout=900)
         finally:
             stop.set()
             thread.join(30)

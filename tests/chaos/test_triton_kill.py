@@ -28,11 +28,11 @@ from tests.chaos.chaos_testkit import (
     NS,
     SVC,
     check_end_state,
-    converged,
     create_story,
     report,
     story_cluster,
     view,
+    wait_converged,
 )
 from tests.conftest import wait_for
 
@@ -77,13 +77,7 @@ def test_triton_killed_under_stock_client_load(tmp_path: Path) -> None:
     with story_cluster(tmp_path) as (cluster, kube, ledger):
         ledger.start()
         create_story(kube, replicas=2)
-        wait_for(
-            lambda: converged(kube),
-            600,
-            "the story at two Ready replicas",
-            every=1,
-            on_timeout=view(cluster, kube, ledger),
-        )
+        wait_converged(cluster, kube, ledger, "the story at two Ready replicas")
         wait_for(
             lambda: len([p for p in triton_pods(kube) if ready(p)]) == 2,
             120,
