@@ -33,10 +33,7 @@ pytestmark = pytest.mark.usefixtures("crds")  # Gantry's CRDs, once per session 
 
 PLURALS = {"TrainingJob": "trainingjobs", "InferenceService": "inferenceservices"}
 TYPE_INTEGER = "must be of type integer"
-RESERVED_VOLUMES = (
-    "volume names dshm, gantry-checkpoint, gantry-output, gantry-tmp are reserved for "
-    "Gantry's own volumes"
-)
+RESERVED_ENV = "env must not set names reserved for torchrun and Gantry: "
 
 # case → (field the server names, words of its message), as kube-apiserver answers.
 SERVER_ANSWERS: dict[str, tuple[str, str]] = {
@@ -47,10 +44,10 @@ SERVER_ANSWERS: dict[str, tuple[str, str]] = {
     "tj-gpus-fractional": ("spec.gpusPerWorker", TYPE_INTEGER),
     "tj-command-missing": ("spec.command", "Required value"),
     "tj-command-empty": ("spec.command", "should have at least 1 items"),
-    "tj-env-master-addr": ("spec.env", "must not set names reserved for torchrun and Gantry"),
-    "tj-env-rank": ("spec.env", "must not set names reserved for torchrun and Gantry"),
-    "tj-env-pet-prefix": ("spec.env", "must not set names reserved for torchrun and Gantry"),
-    "tj-env-gantry-dir": ("spec.env", "must not set names reserved for torchrun and Gantry"),
+    "tj-env-master-addr": ("spec.env", RESERVED_ENV + "MASTER_ADDR ("),
+    "tj-env-rank": ("spec.env", RESERVED_ENV + "RANK ("),
+    "tj-env-pet-prefix": ("spec.env", RESERVED_ENV + "PET_* ("),
+    "tj-env-gantry-dir": ("spec.env", RESERVED_ENV + "GANTRY_OUTPUT_DIR ("),
     "tj-output-http": ("spec.output.storageUri", "storageUri must be pvc://claim/path or s3://"),
     "tj-output-bad-claim": ("spec.output.storageUri", "should match"),
     "tj-backoff-negative": ("spec.backoffLimit", "should be greater than or equal to 0"),
@@ -62,7 +59,11 @@ SERVER_ANSWERS: dict[str, tuple[str, str]] = {
         "every volumeMounts[].name must name a volume in spec.volumes",
     ),
     **{
-        f"tj-volume-reserved-{name}": ("spec.volumes", RESERVED_VOLUMES)
+        # messageExpression: the server names the offending volume, as the models do
+        f"tj-volume-reserved-{name}": (
+            "spec.volumes",
+            f"volume name '{name}' is reserved for Gantry's own volumes",
+        )
         for name in ("dshm", "gantry-checkpoint")
     },
     "tj-gpu-fraction-limit": ("spec.resources.limits", "must be a whole number of GPUs"),

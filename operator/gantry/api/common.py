@@ -64,9 +64,20 @@ _UNSAFE = re.compile(UNSAFE_CHARACTERS)
 UNSAFE_MESSAGE = "must not contain '$', whitespace or control characters"
 
 
-def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
-    """One `x-kubernetes-validations` entry; the models enforce the same rule in Python."""
+def cel(
+    rule: str,
+    message: str,
+    field_path: str | None = None,
+    message_expression: str | None = None,
+) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; the models enforce the same rule in Python.
+
+    `message_expression` (CEL returning a string) lets the API server name the offending
+    value; `message` stays as what it says if that expression cannot be evaluated.
+    """
     entry = {"rule": rule, "message": message}
+    if message_expression:
+        entry["messageExpression"] = message_expression
     if field_path:
         entry["fieldPath"] = field_path
     return entry

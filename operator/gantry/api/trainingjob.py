@@ -10,6 +10,7 @@ activeDeadlineSeconds, ttlSecondsAfterFinished) may always change.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -68,11 +69,38 @@ RESERVED_ENV_PREFIXES = ("PET_", "TORCHELASTIC_")
 # would make a Job the API server can never accept.
 RESERVED_VOLUME_NAMES = frozenset({"dshm", "gantry-checkpoint", "gantry-output", "gantry-tmp"})
 
-_RESERVED_CEL = (
-    "self.all(e, !(e.name in ["
-    + ", ".join(f"'{n}'" for n in sorted(RESERVED_ENV_NAMES))
-    + "]) && !e.name.startsWith('PET_') && !e.name.startsWith('TORCHELASTIC_'))"
+_RESERVED_ENV_MESSAGE = (
+    "env must not set names reserved for torchrun and Gantry "
+    "(MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, PET_*, GANTRY_*)"
 )
+_RESERVED_VOLUME_MESSAGE = (
+    "volume names "
+    + ", ".join(sorted(RESERVED_VOLUME_NAMES))
+    + " are reserved for Gantry's own volumes"
+)
+_RESERVED_ENV_CEL = (
+    "e.name in ["
+    + ", ".join(f"'{n}'" for n in sorted(RESERVED_ENV_NAMES))
+    + "] || "
+    + " || ".join(f"e.name.startsWith('{p}')" for p in RESERVED_ENV_PREFIXES)
+)
+_RESERVED_VOLUME_CEL = (
+    "e.name in [" + ", ".join(f"'{n}'" for n in sorted(RESERVED_VOLUME_NAMES)) + "]"
+)
+
+
+def _naming_the_first_match(template: str, cases: list[tuple[str, str]]) -> str:
+    """A CEL messageExpression naming the first case some list item `e` matches.
+
+    A chain of `exists` rather than `filter(...)[0]`: the API server's cost estimate of a
+    filtered list is unbounded, and it refuses a CRD whose expression could cost that much.
+    """
+    before, after = template.split("{}")
+    # Only evaluated when the rule failed, so some case matches; the last `else` is moot.
+    name = json.dumps(", ".join(label for _, label in cases))
+    for condition, label in reversed(cases):
+        name = f"self.exists(e, {condition}) ? {json.dumps(label)} : {name}"
+    return f"{json.dumps(before)} + ({name}) + {json.dumps(after)}"
 
 
 Arg = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
@@ -163,9 +191,14 @@ class TrainingJobSpec(ApiModel):
         "(MASTER_ADDR, RANK, PET_*, GANTRY_*, …) are reserved.",
         json_schema_extra=validations(
             cel(
-                _RESERVED_CEL,
-                "env must not set names reserved for torchrun and Gantry "
-                "(MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, PET_*, GANTRY_*)",
+                f"!self.exists(e, {_RESERVED_ENV_CEL})",
+                _RESERVED_ENV_MESSAGE,
+                message_expression=_naming_the_first_match(
+                    "env must not set names reserved for torchrun and Gantry: {} "
+                    "(torchrun and Gantry set it for every worker)",
+                    [(f"e.name == '{n}'", n) for n in sorted(RESERVED_ENV_NAMES)]
+                    + [(f"e.name.startsWith('{p}')", f"{p}*") for p in RESERVED_ENV_PREFIXES],
+                ),
             ),
             cel("self == oldSelf", "env is immutable once the job is created"),
         ),
@@ -180,12 +213,12 @@ class TrainingJobSpec(ApiModel):
         + ") are reserved.",
         json_schema_extra=validations(
             cel(
-                "self.all(v, !(v.name in ["
-                + ", ".join(f"'{n}'" for n in sorted(RESERVED_VOLUME_NAMES))
-                + "]))",
-                "volume names "
-                + ", ".join(sorted(RESERVED_VOLUME_NAMES))
-                + " are reserved for Gantry's own volumes",
+                f"!self.exists(e, {_RESERVED_VOLUME_CEL})",
+                _RESERVED_VOLUME_MESSAGE,
+                message_expression=_naming_the_first_match(
+                    "volume name '{}' is reserved for Gantry's own volumes",
+                    [(f"e.name == '{n}'", n) for n in sorted(RESERVED_VOLUME_NAMES)],
+                ),
             ),
             cel("self == oldSelf", "volumes is immutable once the job is created"),
         ),
