@@ -25,7 +25,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from dev_cluster.local_triton import (
     triton_environment,
     tritonserver_argv,
 )
+from dev_cluster.ports import pick_port
 from gantry_cli.loadgen.scenario import write_model
 
 MODEL = "fixed"
@@ -49,15 +49,9 @@ THROUGHPUT_TOLERANCE = 0.05
 P50_TOLERANCE = 0.20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_triton(repository: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """tritonserver on 127.0.0.1 (free ports); the process and its gRPC port, once Ready."""
-    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc, metrics = pick_port(), pick_port(), pick_port()
     argv = tritonserver_argv(loopback_args(repository, http, grpc, metrics))
     proc = subprocess.Popen(
         argv,

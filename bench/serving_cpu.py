@@ -23,7 +23,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from dev_cluster.ports import pick_port
 from model_repo import accuracy, ort_optimize, ort_runtime, quantize
 from model_repo.pipeline import shape_profile
 from model_repo.samples import SampleSet, plan_samples, real_rows
@@ -211,12 +211,6 @@ def in_process(
     return rows, fp32_1thread
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _closed_loop(
     url: str, model: str, sample: np.ndarray, concurrency: int, seconds: float
 ) -> float:
@@ -299,7 +293,7 @@ def triton_rows(
                 )
             if code != 0:
                 raise SystemExit(f"optimizing {name} failed")
-    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc, metrics = pick_port(), pick_port(), pick_port()
     argv = tritonserver_argv(loopback_args(repo, http, grpc, metrics))
     log = (work / "triton.log").open("wb")
     proc = subprocess.Popen(

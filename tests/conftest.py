@@ -328,6 +328,34 @@ def operator_kubeconfig(
 # ---- A TrainingJob's own identity, as a worker pod sees it --------------------------------
 
 
+S3_SECRET_KEY = "moto-secret-key-do-not-log"  # what the s3_env fixture's server accepts
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    """A local S3 server (moto, from the dev extra) and the AWS_* environment that reaches it.
+
+    The secret key (`AWS_SECRET_ACCESS_KEY`) is what tests check never appears in a
+    message or a log.
+    """
+    from moto.server import ThreadedMotoServer
+
+    from dev_cluster.ports import pick_port
+
+    port = pick_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_REGION": "us-east-1",
+        }
+    finally:
+        server.stop()
+
+
 def create_training_job(admin_api: ApiClient, namespace: str, name: str) -> dict[str, Any]:
     """A TrainingJob to report progress to (no operator runs: nothing acts on it)."""
     from kubernetes import client

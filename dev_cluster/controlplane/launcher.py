@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ import aiohttp
 import yaml
 
 from ..agent.process import ProcessRegistry, with_parent_death
+from ..ports import pick_port
 from .kubeconfig import write_kubeconfig
 from .pki import (
     ADMIN,
@@ -87,13 +87,6 @@ def binaries_available() -> bool:
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def audit_policy(users: Sequence[str] = ()) -> dict[str, Any]:
     """An audit policy: level Metadata for requests of `users` (every request when none
     are named), nothing for anyone else; one event per request when its response is
@@ -141,7 +134,7 @@ class Ports:
     scheduler: int = 0
 
     def resolve(self) -> Ports:
-        return Ports(*(p or free_port() for p in self.__dict__.values()))
+        return Ports(*(p or pick_port() for p in self.__dict__.values()))
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,6 @@ import pytest
 from model_repo import fetch as fetch_cli
 from model_repo.errors import ModelError
 from model_repo.storage import StorageURI, fetch, parse_uri, resolve, s3_client
-
-SECRET = "moto-secret-key-do-not-log"
 
 
 @pytest.mark.parametrize(
@@ -62,30 +58,6 @@ def test_pvc_resolves_to_the_mount(tmp_path: Path) -> None:
     assert (tmp_path / "dest" / "model.onnx").read_bytes() == b"m"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer  # the dev extra's moto[server]
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": SECRET,
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_REGION": "us-east-1",
-        }
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def bucket(s3_env: dict[str, str]) -> Any:
     client = s3_client(s3_env)
@@ -118,7 +90,7 @@ def test_s3_errors_are_clear_and_secret_free(
     with pytest.raises(ModelError, match="S3 answered NoSuchBucket") as err:
         resolve("s3://missing-bucket/x", tmp_path, client=bucket)
     assert err.value.reason == "StorageError"
-    assert SECRET not in str(err.value)
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in str(err.value)
 
 
 @pytest.mark.slow
@@ -134,7 +106,7 @@ def test_fetch_cli_reads_credentials_from_env(
     assert fetch_cli.main(["--uri", "s3://exports/digits/v1", "--dest", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
     assert json.loads(out)["files"] == 3
-    assert SECRET not in out
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in out
     assert fetch_cli.main(["--uri", "ftp://x/y", "--dest", str(tmp_path / "e")]) == 2
     assert json.loads(capsys.readouterr().out)["reason"] == "StorageError"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -16,18 +15,13 @@ import onnxruntime as ort
 import pytest
 
 from dev_cluster.local_triton import loopback_args, triton_environment, tritonserver_argv
+from dev_cluster.ports import pick_port
 from model_repo.optimize import main as optimize_main
 from tests.conftest import require_triton, wait_for
 
 pytestmark = pytest.mark.slow
 
 BATCHING = '{"preferredBatchSizes": [4, 8], "maxQueueDelayMicroseconds": 2000}'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ready(url: str) -> bool:
@@ -72,7 +66,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory, digits_export: Path) ->
 @pytest.fixture(scope="module")
 def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_triton()
-    http, grpc, metrics = _free_port(), _free_port(), _free_port()
+    http, grpc, metrics = pick_port(), pick_port(), pick_port()
     log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     argv = tritonserver_argv(
         [

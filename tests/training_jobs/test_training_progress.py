@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 import torch
 
+from dev_cluster.ports import pick_port
 from tests.conftest import (
     create_trainer_account,
     create_training_job,
@@ -224,9 +224,7 @@ def test_rate_limited_but_the_final_report_always_goes(job: Job) -> None:
 def test_connection_refused_warns_once_and_never_raises(
     sa_dir: Path, records: list[logging.LogRecord], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = pick_port()  # nobody listens on it
     env = {
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(port),
