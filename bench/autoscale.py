@@ -25,7 +25,9 @@ configuration (round_robin, bounded retries), against Triton pods with Gantry's 
 connection age and the bounded queue from the latency target (`--plain-triton`: without
 them, for comparison). It reports the clients' p95 in the 10 s before and the first 10 s
 of the step, each replica's share after the scale-up (Triton's counters), errors, and
-retries (attempts Triton counted beyond the clients' requests).
+retries (attempts Triton counted beyond the clients' requests). Triton pods drain as the
+operator's do for the same configuration (preStop of connection age + 10 % + 2 s, exit
+timeout, grace period), so the scale-down at the end is measured as users would see it.
 
 Figures go to stdout; the plot and the raw results go to bench/results/.
 Runtime ≈ 3 minutes (`--quick`: ≈ 1.5).
@@ -54,10 +56,9 @@ from gantry.autoscaler.decision import Observation, Policy, Recommendation, deci
 from gantry.autoscaler.rates import PodWindow, ServiceMetrics
 from gantry.config import OperatorConfig
 from gantry.inferenceservice.optimize import queue_policy
-from gantry.inferenceservice.triton import grpc_connection_args
 from gantry.k8s.client import KubeClient
 from gantry_cli.loadgen.report import plot
-from gantry_cli.loadgen.scenario import ScenarioResult, run_scenario, write_model
+from gantry_cli.loadgen.scenario import PLAIN_TRITON, ScenarioResult, run_scenario, write_model
 from gantry_cli.loadgen.stock_pods import summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -371,8 +372,11 @@ def main() -> int:
         repository = write_model(
             Path(tmp) / "repo", "stepload", SERVICE_MS, instances=INSTANCES, **queue
         )
-        config = OperatorConfig(triton_grpc_max_connection_age_seconds=args.connection_age)
-        connection = [] if args.plain_triton else grpc_connection_args(config)
+        config = (
+            PLAIN_TRITON
+            if args.plain_triton
+            else OperatorConfig(triton_grpc_max_connection_age_seconds=args.connection_age)
+        )
         with DevCluster(Path(tmp) / "dev") as cluster:
             kube = KubeClient.for_kubeconfig(cluster.kubeconfig)
             result = asyncio.run(
@@ -385,7 +389,7 @@ def main() -> int:
                     autoscaling=spec,
                     interval=1.0,
                     wait_for_min=down_window + 40,
-                    triton_args=connection,
+                    config=config,
                     stock_clients=args.stock_clients,
                 )
             )

@@ -25,6 +25,7 @@ from typing import Any
 
 from gantry.autoscaler.actuator import ServiceAutoscaler
 from gantry.autoscaler.scrape import ready_targets, scrape
+from gantry.config import OperatorConfig
 from gantry.inferenceservice.names import (
     GRPC_PORT,
     HTTP_PORT,
@@ -32,6 +33,12 @@ from gantry.inferenceservice.names import (
     deployment_name,
     headless_name,
     triton_labels,
+)
+from gantry.inferenceservice.triton import (
+    EXIT_TIMEOUT_SECONDS,
+    grpc_connection_args,
+    lifecycle,
+    termination_grace_seconds,
 )
 from gantry_cli.loadgen.endpoints import ServiceEndpoints
 from gantry_cli.loadgen.profile import parse_profile
@@ -79,6 +86,13 @@ QUEUE_POLICY = """dynamic_batching {{
 """
 
 
+# Triton's own gRPC connection defaults (no connection age, keepalive every 2 hours): for a
+# load generator that follows the Ready pods itself, and as the benchmark's baseline.
+PLAIN_TRITON = OperatorConfig(
+    triton_grpc_max_connection_age_seconds=0, triton_grpc_keepalive_seconds=0
+)
+
+
 def write_model(
     repository: Path,
     name: str,
@@ -107,15 +121,20 @@ def manifests(
     namespace: str,
     repository: Path,
     autoscaling: dict[str, Any],
-    triton_args: Sequence[str] = (),
+    config: OperatorConfig = PLAIN_TRITON,
 ) -> list[dict[str, Any]]:
-    """InferenceService, Triton Deployment (1 replica) and headless Service."""
+    """InferenceService, Triton Deployment (1 replica) and headless Service.
+
+    The Triton pods drain as the operator's do for `config` (connection age, preStop,
+    exit timeout, grace period: `gantry.inferenceservice.triton`), so what a scenario
+    measures while replicas go away is what a served model's clients see.
+    """
     labels = triton_labels(name)
     selector = {"gantry.dev/inferenceservice": name}
     args = [
         f"--model-repository={repository}",
         "--strict-readiness=true",
-        "--exit-timeout-secs=5",
+        f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
         "--http-address=$(POD_IP)",
         "--grpc-address=$(POD_IP)",
         "--metrics-address=$(POD_IP)",
@@ -124,7 +143,7 @@ def manifests(
         f"--metrics-port={METRICS_PORT}",
         "--allow-gpu-metrics=false",
         "--metrics-config=summary_latencies=true",
-        *triton_args,
+        *grpc_connection_args(config),
     ]
     ports = [
         {"name": "http", "containerPort": HTTP_PORT},
@@ -152,7 +171,7 @@ def manifests(
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
-                        "terminationGracePeriodSeconds": 15,
+                        "terminationGracePeriodSeconds": termination_grace_seconds(config),
                         "containers": [
                             {
                                 "name": "triton",
@@ -166,8 +185,7 @@ def manifests(
                                     }
                                 ],
                                 "ports": ports,
-                                # Endpoints drop the pod before Triton stops taking requests.
-                                "lifecycle": {"preStop": {"exec": {"command": ["sleep", "3"]}}},
+                                "lifecycle": lifecycle(config),
                                 "readinessProbe": {
                                     "httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
                                     "periodSeconds": 1,
@@ -236,7 +254,7 @@ async def run_scenario(
     wait_for_min: float | None = None,
     ready_timeout: float = 90.0,
     on_tick: Any = None,
-    triton_args: Sequence[str] = (),
+    config: OperatorConfig = PLAIN_TRITON,
     stock_clients: int = 0,
 ) -> ScenarioResult:
     """Create the service, autoscale it while the profile's load runs, then tear down.
@@ -246,7 +264,7 @@ async def run_scenario(
     instead of the load generator, and `result.load` is their merged results plus the
     Triton pods' own counters at the end of the load.
     """
-    objects = manifests(name, namespace, repository, autoscaling, triton_args)
+    objects = manifests(name, namespace, repository, autoscaling, config)
     for obj in objects:
         await asyncio.to_thread(kube.create, obj)
     endpoints = ServiceEndpoints(kube, name, namespace)

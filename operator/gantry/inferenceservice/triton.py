@@ -70,6 +70,11 @@ def prestop_seconds(config: OperatorConfig) -> int:
     return max(PRESTOP_SLEEP_SECONDS, math.ceil(age * 1.1) + 2 if age > 0 else 0)
 
 
+def lifecycle(config: OperatorConfig) -> dict[str, Any]:
+    """The Triton container's lifecycle: the preStop drain (`prestop_seconds`)."""
+    return {"preStop": {"exec": {"command": ["sleep", str(prestop_seconds(config))]}}}
+
+
 def termination_grace_seconds(config: OperatorConfig) -> int:
     """preStop + Triton's own drain + a margin for the process to exit."""
     return prestop_seconds(config) + EXIT_TIMEOUT_SECONDS + 10
@@ -188,7 +193,7 @@ def pod_template(
         "startupProbe": _probe("/v2/health/ready", 1, 600, 2),
         "readinessProbe": _probe("/v2/health/ready", 2, 2, 2),
         "livenessProbe": _probe("/v2/health/live", 10, 3, 5),
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(prestop_seconds(config))]}}},
+        "lifecycle": lifecycle(config),
         "resources": resources,
         "volumeMounts": [
             {"name": "model-repository", "mountPath": names.TRITON_REPOSITORY, "readOnly": True},
