@@ -38,6 +38,7 @@ from gantry.inferenceservice.triton import (
     EXIT_TIMEOUT_SECONDS,
     grpc_connection_args,
     lifecycle,
+    probes,
     termination_grace_seconds,
 )
 from gantry_cli.loadgen.endpoints import ServiceEndpoints
@@ -125,9 +126,9 @@ def manifests(
 ) -> list[dict[str, Any]]:
     """InferenceService, Triton Deployment (1 replica) and headless Service.
 
-    The Triton pods drain as the operator's do for `config` (connection age, preStop,
-    exit timeout, grace period: `gantry.inferenceservice.triton`), so what a scenario
-    measures while replicas go away is what a served model's clients see.
+    The Triton pods probe and drain as the operator's do for `config` (probes, connection
+    age, preStop, exit timeout, grace period: `gantry.inferenceservice.triton`), so what a
+    scenario measures while replicas come and go is what a served model's clients see.
     """
     labels = triton_labels(name)
     selector = {"gantry.dev/inferenceservice": name}
@@ -186,11 +187,7 @@ def manifests(
                                 ],
                                 "ports": ports,
                                 "lifecycle": lifecycle(config),
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/v2/health/ready", "port": HTTP_PORT},
-                                    "periodSeconds": 1,
-                                    "failureThreshold": 2,
-                                },
+                                **probes(),
                             }
                         ],
                     },

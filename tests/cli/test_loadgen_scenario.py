@@ -1,5 +1,6 @@
-"""The step-load scenario's Triton pods drain exactly as the operator's do: a benchmark of
-scale-downs and rolls measures the Deployment users get, not a copy that drifted."""
+"""The step-load scenario's Triton pods probe and drain exactly as the operator's do: a
+benchmark of scale-ups and scale-downs measures the pods users get, not a copy that drifted
+(it once had a 3 s preStop against a 5 s connection age, and 1 s readiness probes)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ CONFIGS = {
 }
 
 
-def _drain(pod: dict[str, Any]) -> dict[str, Any]:
-    """What decides how a terminating Triton pod lets its clients go."""
+def _comings_and_goings(pod: dict[str, Any]) -> dict[str, Any]:
+    """What decides when a Triton pod takes requests and how it lets its clients go."""
     triton = next(c for c in pod["containers"] if c["name"] == "triton")
     flags = ("--exit-timeout-secs=", "--grpc-max-connection-age", "--grpc-keepalive")
     return {
+        "probes": {k: v for k, v in triton.items() if k.endswith("Probe")},
         "lifecycle": triton["lifecycle"],
         "grace": pod["terminationGracePeriodSeconds"],
         "flags": sorted(a for a in triton["args"] if a.startswith(flags)),
@@ -32,14 +34,16 @@ def _drain(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
-def test_scenario_pods_drain_like_the_operators(config: OperatorConfig) -> None:
+def test_scenario_pods_probe_and_drain_like_the_operators(config: OperatorConfig) -> None:
     spec = InferenceServiceSpec.model_validate({"model": {"storageUri": "pvc://models/m"}})
     operator_pod = pod_template(
         "m", spec, ServedVersion(version=1, digest="d", job="j", report={}), config
     )["spec"]
     objects = manifests("m", "default", Path("/repo"), {"mode": "builtin"}, config)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
-    assert _drain(deployment["spec"]["template"]["spec"]) == _drain(operator_pod)
+    scenario_pod = deployment["spec"]["template"]["spec"]
+    assert _comings_and_goings(scenario_pod) == _comings_and_goings(operator_pod)
+    assert len(_comings_and_goings(scenario_pod)["probes"]) == 3
 
 
 def test_a_connection_age_lengthens_the_drain_past_it() -> None:

@@ -155,6 +155,16 @@ def _probe(path: str, period: int, failures: int, timeout: int) -> dict[str, Any
     }
 
 
+def probes() -> dict[str, Any]:
+    """Startup, readiness and liveness probes of the Triton container."""
+    return {
+        # Model loading may take minutes (large engines): the startup probe allows 10.
+        "startupProbe": _probe("/v2/health/ready", 1, 600, 2),
+        "readinessProbe": _probe("/v2/health/ready", 2, 2, 2),
+        "livenessProbe": _probe("/v2/health/live", 10, 3, 5),
+    }
+
+
 def placement(node_selector: Mapping[str, str], report: Mapping[str, Any]) -> dict[str, str]:
     """The spec's nodeSelector, plus the GPU product the engine was built on if it names none.
 
@@ -189,10 +199,7 @@ def pod_template(
             {"name": "grpc", "containerPort": names.GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": names.METRICS_PORT, "protocol": "TCP"},
         ],
-        # Model loading may take minutes (large engines): the startup probe allows 10.
-        "startupProbe": _probe("/v2/health/ready", 1, 600, 2),
-        "readinessProbe": _probe("/v2/health/ready", 2, 2, 2),
-        "livenessProbe": _probe("/v2/health/live", 10, 3, 5),
+        **probes(),
         "lifecycle": lifecycle(config),
         "resources": resources,
         "volumeMounts": [
