@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gantry.api.inferenceservice import InferenceServiceSpec
 from gantry.autoscaler.actuator import ServiceAutoscaler
 from gantry.autoscaler.scrape import ready_targets, scrape
 from gantry.config import OperatorConfig
@@ -35,11 +36,10 @@ from gantry.inferenceservice.names import (
     triton_labels,
 )
 from gantry.inferenceservice.triton import (
-    EXIT_TIMEOUT_SECONDS,
-    grpc_connection_args,
     lifecycle,
     probes,
     termination_grace_seconds,
+    triton_args,
 )
 from gantry_cli.loadgen.endpoints import ServiceEndpoints
 from gantry_cli.loadgen.profile import parse_profile
@@ -126,25 +126,22 @@ def manifests(
 ) -> list[dict[str, Any]]:
     """InferenceService, Triton Deployment (1 replica) and headless Service.
 
-    The Triton pods probe and drain as the operator's do for `config` (probes, connection
-    age, preStop, exit timeout, grace period: `gantry.inferenceservice.triton`), so what a
-    scenario measures while replicas come and go is what a served model's clients see.
+    The Triton pods run, probe and drain as the operator's do for `config` (tritonserver
+    flags, probes, connection age, preStop, exit timeout, grace period: built by
+    `gantry.inferenceservice.triton`), so what a scenario measures while replicas come and
+    go is what a served model's clients see.
     """
     labels = triton_labels(name)
     selector = {"gantry.dev/inferenceservice": name}
+    served = {
+        "model": {"storageUri": f"pvc://models/{name}"},
+        "optimization": {"precision": "fp32"},
+    }
+    # The operator's flags, serving the scenario's repository instead of the staged one.
+    operator_args = triton_args(InferenceServiceSpec.model_validate(served), config)
     args = [
         f"--model-repository={repository}",
-        "--strict-readiness=true",
-        f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
-        "--http-address=$(POD_IP)",
-        "--grpc-address=$(POD_IP)",
-        "--metrics-address=$(POD_IP)",
-        f"--http-port={HTTP_PORT}",
-        f"--grpc-port={GRPC_PORT}",
-        f"--metrics-port={METRICS_PORT}",
-        "--allow-gpu-metrics=false",
-        "--metrics-config=summary_latencies=true",
-        *grpc_connection_args(config),
+        *(a for a in operator_args if not a.startswith("--model-repository=")),
     ]
     ports = [
         {"name": "http", "containerPort": HTTP_PORT},
@@ -156,11 +153,7 @@ def manifests(
             "apiVersion": "gantry.dev/v1alpha1",
             "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "model": {"storageUri": f"pvc://models/{name}"},
-                "optimization": {"precision": "fp32"},
-                "autoscaling": autoscaling,
-            },
+            "spec": {**served, "autoscaling": autoscaling},
         },
         {
             "apiVersion": "apps/v1",
